@@ -49,7 +49,7 @@ train: setup  ## train the line model on synthetic handwriting (TRAIN_ARGS to ch
 export: $(STAMP)  ## export the notebooks into text_recognizer/ and clean them
 	@$(BIN)/nbdev_export
 	@$(BIN)/nbdev_clean
-	@$(BIN)/nbdev_clean --path labs
+	@$(BIN)/nbdev_clean --fname labs
 
 bench: setup  ## run the benchmarks and regenerate the README's results
 	@$(PY) bench/run_all.py $(BENCH_ARGS)

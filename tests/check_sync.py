@@ -61,7 +61,7 @@ def main() -> int:
         for folder in ["nbs", "labs"]:
             if not (scratch / folder).exists():
                 continue
-            run([str(BIN / "nbdev_clean"), "--path", folder], scratch)
+            run([str(BIN / "nbdev_clean"), "--fname", folder], scratch)
             dirty = differing_files(ROOT / folder, scratch / folder)
             if dirty:
                 problems.append(
