@@ -33,6 +33,7 @@ system-packages:  ## Debian packages the tests use (Chromium, Tesseract), instal
 
 check-sync: $(STAMP)  ## fail when the library or the notebooks are out of sync with nbdev
 	@$(PY) tests/check_sync.py
+	@$(PY) setup/update_readme.py --check
 
 lint: $(STAMP)  ## ruff over the library, the tests and the benchmarks
 	@$(BIN)/ruff check text_recognizer tests bench
@@ -50,6 +51,7 @@ export: $(STAMP)  ## export the notebooks into text_recognizer/ and clean them
 	@$(BIN)/nbdev_export
 	@$(BIN)/nbdev_clean
 	@$(BIN)/nbdev_clean --fname labs
+	@$(PY) setup/update_readme.py
 
 bench: setup  ## run the benchmarks and regenerate the README's results
 	@$(PY) bench/run_all.py $(BENCH_ARGS)
