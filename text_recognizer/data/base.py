@@ -11,7 +11,7 @@ import importlib
 import os
 
 import torch
-from torch.utils.data import DataLoader, Dataset, random_split
+from torch.utils.data import DataLoader, Dataset
 
 from ..metadata import END_INDEX, PAD_INDEX, START_INDEX, text_to_indices
 from ..utils import is_smoke

@@ -1,0 +1,276 @@
+"""The synthetic handwriting renderer and its DataModules: determinism, labels, fonts, shapes."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from text_recognizer.data.base import get_data_module_class, strip_special
+from text_recognizer.data.synthetic import (
+    CHARACTER_CLASSES,
+    FONT_FAMILIES,
+    HELD_OUT_FONTS,
+    TRAIN_FONTS,
+    FontError,
+    SyntheticLineDataset,
+    SyntheticParagraphDataset,
+    count_ink_runs,
+    faker_lines,
+    load_fonts,
+    normalize_text,
+    prose_sentences,
+    render_character,
+    render_line,
+    render_paragraph,
+    sample_line_text,
+)
+from text_recognizer.data.transforms import line_transform
+from text_recognizer.metadata import (
+    CHARACTERS,
+    LINE_IMAGE_HEIGHT,
+    LINE_IMAGE_WIDTH,
+    MAX_LINE_LENGTH,
+    MAX_PARAGRAPH_LENGTH,
+    MAX_PARAGRAPH_LINES,
+    PARAGRAPH_IMAGE_SIZE,
+    VOCABULARY,
+    UnknownCharacterError,
+    indices_to_text,
+    text_to_indices,
+)
+
+TEXT = "Meet me at 7:45 (near #12) & bring 3/4 of it!"
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image)
+
+
+# determinism
+
+
+def test_same_seed_same_line_and_other_seed_other_line():
+    a, b, c = (pixels(render_line(TEXT, seed=s)) for s in (7, 7, 8))
+    assert np.array_equal(a, b)
+    assert not (a.shape == c.shape and np.array_equal(a, c))
+
+
+def test_same_seed_same_paragraph_and_character():
+    lines = ["first line of text", "second line, 2 of 3", "and the third"]
+    assert np.array_equal(pixels(render_paragraph(lines, seed=3)), pixels(render_paragraph(lines, seed=3)))
+    assert np.array_equal(pixels(render_character("Q", seed=3)), pixels(render_character("Q", seed=3)))
+
+
+def test_dataset_sample_depends_only_on_seed_and_index():
+    first = SyntheticLineDataset(50, seed=11)
+    second = SyntheticLineDataset(50, seed=11)
+    for index in (0, 17, 49):  # in another order, from another instance
+        image_a, text_a = first.sample(index)
+        image_b, text_b = second.sample(index)
+        assert text_a == text_b and np.array_equal(pixels(image_a), pixels(image_b))
+    assert first.sample(1)[1] != first.sample(2)[1] or not np.array_equal(pixels(first.sample(1)[0]),
+                                                                          pixels(first.sample(2)[0]))
+    with pytest.raises(IndexError):
+        first.sample(50)
+
+
+# labels
+
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_sampled_line_texts_are_in_vocabulary_and_short_enough(split):
+    rng = np.random.default_rng(0)
+    texts = [sample_line_text(rng, split) for _ in range(1000)]
+    for text in texts:
+        text_to_indices(text)
+        assert 0 < len(text) <= MAX_LINE_LENGTH and text == text.strip() and "  " not in text
+    if split == "train":
+        assert set("".join(texts)) == set(CHARACTERS) - {"\n"}
+
+
+def test_paragraph_labels_round_trip_through_the_encoding():
+    dataset = SyntheticParagraphDataset(6, seed=2)
+    for index in range(len(dataset)):
+        image, text = dataset.sample(index)
+        lines = text.split("\n")
+        assert 1 <= len(lines) <= MAX_PARAGRAPH_LINES and len(text) <= MAX_PARAGRAPH_LENGTH
+        assert all(0 < len(line) <= MAX_LINE_LENGTH for line in lines)
+        _, y = dataset[index]
+        assert indices_to_text(strip_special(y[None])[0]) == text
+        assert image.size[0] <= PARAGRAPH_IMAGE_SIZE[1] and image.size[1] <= PARAGRAPH_IMAGE_SIZE[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=80))
+def test_normalize_text_always_lands_in_the_vocabulary(text):
+    normalized = normalize_text(text)
+    text_to_indices(normalized)
+    assert "\n" not in normalized and normalize_text(normalized) == normalized
+
+
+def test_normalize_text_maps_typography_rather_than_dropping_it():
+    assert normalize_text("\u201cH\u00e9llo\u201d \u2014 it\u2019s \u00c6gir\u2026") == '"Hello" - it\'s AEgir...'
+
+
+def test_text_outside_the_vocabulary_is_refused_not_mislabelled():
+    with pytest.raises(UnknownCharacterError):
+        render_line("50 \u20ac", seed=0)
+    with pytest.raises(ValueError, match="newline"):
+        render_line("two\nlines", seed=0)
+
+
+def test_text_splits_are_disjoint():
+    assert set(prose_sentences("train")).isdisjoint(prose_sentences("heldout"))
+    assert set(faker_lines("train")).isdisjoint(faker_lines("heldout"))
+    assert len(prose_sentences("heldout")) > 500
+
+
+# images
+
+
+def test_line_images_have_the_line_height_and_fit_the_width():
+    dataset = SyntheticLineDataset(40, seed=5)
+    for index in range(len(dataset)):
+        image, _ = dataset.sample(index)
+        assert image.mode == "L" and image.size[1] == LINE_IMAGE_HEIGHT and 0 < image.size[0] <= LINE_IMAGE_WIDTH
+
+
+def test_polarity_dark_ink_on_light_paper_becomes_bright_ink_on_zero():
+    image = render_line(TEXT, seed=1)
+    assert np.median(pixels(image)) > 150  # mostly paper, and paper is light
+    x = line_transform(image)
+    assert x.shape == (1, LINE_IMAGE_HEIGHT, LINE_IMAGE_WIDTH) and x.median() < 0.3 and x.max() > 0.5
+
+
+def test_most_paragraphs_split_by_projection_profile():
+    dataset = SyntheticParagraphDataset(30, seed=9)
+    agree = [count_ink_runs(image) == len(text.split("\n")) for image, text in map(dataset.sample, range(30))]
+    assert np.mean(agree) >= 0.8
+
+
+def test_every_family_draws_every_character():
+    faces = load_fonts(FONT_FAMILIES)
+    assert {face.family for face in faces} == set(FONT_FAMILIES)
+    for char in CHARACTER_CLASSES[::7]:
+        image = pixels(render_character(char, font=faces[0], augment=False))
+        assert image.shape == (28, 28) and image.min() < 128
+
+
+# fonts
+
+
+def test_unknown_family_missing_file_and_broken_file_are_font_errors(tmp_path):
+    with pytest.raises(FontError, match="not installed"):
+        load_fonts("No Such Handwriting")
+    with pytest.raises(FontError, match="not found"):
+        load_fonts(tmp_path / "missing.ttf")
+    broken = tmp_path / "broken.otf"
+    broken.write_bytes(b"\x00\x01 definitely not a font")
+    with pytest.raises(FontError, match="broken.otf"):
+        load_fonts(broken)
+    with pytest.raises(FontError, match="no font files"):
+        load_fonts(tmp_path.joinpath("empty").mkdir() or tmp_path / "empty")
+
+
+def test_a_folder_of_fonts_loads_and_renders(tmp_path):
+    source = load_fonts("Indie Flower")[0].path
+    shutil.copy(source, tmp_path / "mine.ttf")
+    try:  # a WOFF copy too, when fontTools is here to write one
+        from fontTools.ttLib import TTFont
+
+        font = TTFont(source)
+        font.flavor = "woff"
+        font.save(tmp_path / "mine-web.woff")
+        expected = 2
+    except ImportError:
+        expected = 1
+    (tmp_path / "notes.txt").write_text("not a font, ignored")
+    faces = load_fonts(tmp_path)
+    assert len(faces) == expected
+    image = render_line(TEXT, font=tmp_path, seed=0)
+    assert image.size[1] == LINE_IMAGE_HEIGHT
+    plain = [pixels(render_line("Hello", font=face, augment=False)) for face in faces]
+    assert all(np.array_equal(plain[0], p) for p in plain)  # the WOFF draws exactly like the TTF
+
+
+def test_held_out_fonts_are_not_training_fonts():
+    assert set(HELD_OUT_FONTS).isdisjoint(TRAIN_FONTS) and set(HELD_OUT_FONTS) | set(TRAIN_FONTS) == set(FONT_FAMILIES)
+
+
+# DataModules
+
+
+@pytest.mark.parametrize("name, x_shape, y_shape", [
+    ("SyntheticLines", (4, 1, 40, 640), (4, MAX_LINE_LENGTH + 2)),
+    ("SyntheticParagraphs", (2, 1, 576, 640), (2, MAX_PARAGRAPH_LENGTH + 2)),
+    ("SyntheticCharacters", (4, 1, 28, 28), (4,)),
+])
+def test_data_module_batches_have_the_configured_shapes(name, x_shape, y_shape):
+    module = get_data_module_class(name)(batch_size=x_shape[0], num_workers=0, num_train=x_shape[0],
+                                         num_val=x_shape[0], num_test=x_shape[0])
+    module.prepare_data()
+    module.setup()
+    config = module.config()
+    assert config["mapping"] == VOCABULARY and tuple(config["input_dims"]) == x_shape[1:]
+    for loader in (module.train_dataloader(), module.val_dataloader(), module.test_dataloader()):
+        x, y = next(iter(loader))
+        assert tuple(x.shape) == x_shape and tuple(y.shape) == y_shape
+        assert x.dtype == torch.float32 and y.dtype == torch.long and 0 <= x.min() and x.max() <= 1
+    if len(y_shape) == 2:
+        assert tuple(y_shape[1:]) == tuple(config["output_dims"])
+
+
+def test_heldout_test_split_uses_heldout_fonts_and_text():
+    module = get_data_module_class("SyntheticLines")(num_workers=0, num_train=4, num_val=4, num_test=4,
+                                                     test_split="heldout")
+    module.setup()
+    assert {face.family for face in module.data_test.faces} == set(HELD_OUT_FONTS)
+    assert {face.family for face in module.data_train.faces} == set(TRAIN_FONTS)
+    assert module.data_test.text_split == "heldout" and module.data_train.text_split == "train"
+    with pytest.raises(ValueError, match="test_split"):
+        get_data_module_class("SyntheticLines")(test_split="unseen")
+
+
+def test_validation_batches_are_identical_across_epochs_and_workers():
+    def val_images(num_workers):
+        module = get_data_module_class("SyntheticLines")(batch_size=4, num_workers=num_workers, num_train=4,
+                                                         num_val=8, num_test=4)
+        module.setup()
+        return torch.cat([x for x, _ in module.val_dataloader()])
+
+    serial = val_images(0)
+    assert torch.equal(serial, val_images(0))
+    assert torch.equal(serial, val_images(2))
+
+
+def test_cached_module_serves_the_rendered_samples():
+    def module(cache):
+        m = get_data_module_class("SyntheticLines")(batch_size=4, num_workers=0, num_train=4, num_val=4,
+                                                    num_test=4, cache=cache)
+        m.setup()
+        return m
+
+    plain, cached = module(False), module(True)
+    for index in range(4):
+        assert torch.allclose(cached.data_val[index][0], plain.data_val[index][0], atol=1e-6)
+        assert torch.equal(cached.data_test[index][1], plain.data_test[index][1])
+
+
+def test_text_pools_are_the_same_in_another_process():
+    import hashlib
+    import subprocess
+    import sys
+    import time
+
+    def digest(lines):
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+    time.sleep(1.1)  # another second: nothing may depend on the clock
+    code = ("import hashlib; from text_recognizer.data.synthetic import faker_lines, prose_sentences; "
+            "print(hashlib.sha256('\\n'.join(faker_lines('train')).encode()).hexdigest(), "
+            "hashlib.sha256('\\n'.join(prose_sentences('heldout')).encode()).hexdigest())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [digest(faker_lines("train")), digest(prose_sentences("heldout"))]
