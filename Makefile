@@ -12,6 +12,8 @@ PY := $(BIN)/python
 # install your CUDA build into .venv first (setup/README.md), and setup keeps it.
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.setup-done
+# pytest processes for `make test` (notebooks and tests run two at a time on 2 cores)
+PYTEST_WORKERS ?= 2
 
 .PHONY: help setup system-packages test lint check-sync demo train export clean-nbs bench lambda-local
 
@@ -39,7 +41,7 @@ lint: $(STAMP)  ## ruff over the library, the tests and the benchmarks
 	@$(BIN)/ruff check text_recognizer tests bench
 
 test: setup check-sync lint  ## run every test: notebooks (smoke mode) under nbmake, then tests/
-	@TEXT_RECOGNIZER_SMOKE=1 $(BIN)/pytest --nbmake nbs labs tests -p no:cacheprovider $(PYTEST_ARGS)
+	@TEXT_RECOGNIZER_SMOKE=1 $(BIN)/pytest --nbmake nbs labs tests -p no:cacheprovider -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 demo: setup  ## run the main job: the shipped model reading handwriting
 	@$(BIN)/text-recognizer demo $(DEMO_ARGS)
