@@ -102,6 +102,7 @@ def to_onnx(recognizer: nn.Module, # the recognizer to export, in eval mode
             dynamic_width: bool = True, # whether the width may vary (line models); the batch always may
             opset: int = ONNX_OPSET):
     "Write `recognizer` as ONNX to `path` with a dynamic batch (and width) axis."
+    recognizer = recognizer.eval()  # the exporter restores the module's mode afterwards: make it eval
     image_axes = {0: "batch", 3: "width"} if dynamic_width else {0: "batch"}
     axes = {"image": image_axes, **{name: {0: "batch", 1: "steps"} for name in OUTPUT_NAMES}}
     kwargs = dict(input_names=["image"], output_names=OUTPUT_NAMES, opset_version=opset)
@@ -256,7 +257,7 @@ def export_recognizer(recognizer: nn.Module, # LineRecognizer or ParagraphRecogn
         report = check_parity(recognizer, building, parity_batches, config.get("vocabulary", VOCABULARY))
         if not report["passed"]:
             raise ParityError(f"exported files disagree with the eager model, so nothing was written to {out_dir}: "
-                              f"{len(report['mismatches'])} of {report['images']} images read differently "
+                              f"{len({m['image'] for m in report['mismatches']})} of {report['images']} images read differently "
                               f"(first: {report['mismatches'][:1]}), largest probability difference "
                               f"{report['max_probability_difference']:.2g}")
         files = {name: {"sha256": sha256_of(building / name), "bytes": (building / name).stat().st_size}
@@ -339,7 +340,9 @@ class ParagraphRecognizer(nn.Module):
 
     def for_onnx(self) -> "ParagraphRecognizer":
         "The same recognizer without the data-dependent early stop, which tracing would freeze."
-        return ParagraphRecognizer(self.model, self.max_length, early_stop=False)
+        # in our mode: a new module starts in training mode, and the exporter restores that mode on
+        # every submodule afterwards, which would leave the shared model training (BatchNorm drifting)
+        return ParagraphRecognizer(self.model, self.max_length, early_stop=False).train(self.training)
 
     @torch.jit.unused
     def near_tie(self, x, tokens, other, step: int, tolerance: float = 1e-3) -> tuple[bool, float]:
