@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"text-recognizer {name}: missing dependency {error.name!r}; install the project's extras "
               "(pip install -e '.[all]') or run `make setup`", file=sys.stderr)
         return 2
-    return int(getattr(module, "main")(rest) or 0)
+    return int(module.main(rest) or 0)
 
 # %% ../nbs/90_cli.ipynb
 def demo(argv: list[str]) -> int:

@@ -614,18 +614,17 @@ def character_error_rate(prediction: str, target: str) -> float:
 
 # %% ../nbs/42_predictor.ipynb
 def _demo_paragraph(seed: int) -> tuple[Image.Image, str]:
-    "A rendered paragraph of synthetic handwriting and its text (Pillow's font if the renderer is missing)."
+    "A paragraph of synthetic handwriting in fonts and text kept out of training, and its text."
     try:
-        from text_recognizer.data.synthetic import render_paragraph
-    except ImportError:
+        from text_recognizer.data.synthetic import SyntheticParagraphDataset
+    except ImportError:  # the data layer is not installed: Pillow's own font
         from PIL import ImageDraw, ImageFont
 
         text = "Handwriting is hard to read\nfor machines and people\nalike, 42 times over."
         image = Image.new("L", (640, 200), 255)
         ImageDraw.Draw(image).multiline_text((20, 20), text, font=ImageFont.load_default(size=28), fill=0, spacing=20)
         return image, text
-    sample = render_paragraph(seed=seed)
-    return (sample.image, sample.text) if hasattr(sample, "image") else sample
+    return SyntheticParagraphDataset(1, seed=seed, stream="heldout", text_split="heldout").sample(0)
 
 
 def demo(argv: list[str] | None = None) -> int:
