@@ -94,11 +94,11 @@ class EagerBackend:
         from text_recognizer.predictor import silence_torchscript_deprecation
 
         config = read_artifact_config(artifact_dir)
-        spec = config["model"]["spec"]
+        description = config["model"]  # class name and hyperparameters, as export wrote them
         height, width = config["preprocessing"]["height"], config["preprocessing"]["width"]
         data_config = {"input_dims": (1, height, width), "mapping": config["vocabulary"],
                        "output_dims": (config.get("max_length") or 66,)}
-        model = model_class(spec["model_class"])(data_config, **spec["model_args"])
+        model = model_class(description["class"])(data_config, **description["hyperparameters"])
         wrapper = LineRecognizer(model) if config["kind"] == "line_ctc" else ParagraphRecognizer(model, config["max_length"])
         with silence_torchscript_deprecation():
             state = torch.jit.load(str(artifact_dir / "model.pt")).state_dict()
@@ -278,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--artifact", default=str(DEFAULT_ARTIFACT_DIR), help="the staged artifact folder")
     parser.add_argument("--untrained", action="store_true", help="benchmark an untrained model (a dry run)")
+    parser.add_argument("--untrained-preset", default="default",
+                        help="LineCNNLSTM preset of the untrained model (default: the line_lstm recipe's size)")
     parser.add_argument("--lines-per-font", type=int, default=100, help="held-out lines per font group")
     parser.add_argument("--paragraphs", type=int, default=50, help="held-out paragraphs per font group")
     parser.add_argument("--repeats", type=int, default=40, help="timed calls per latency figure")
@@ -298,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.untrained:
         from text_recognizer.export import export_untrained_example
 
-        artifact_dir = export_untrained_example(scratch / "untrained")
+        artifact_dir = export_untrained_example(scratch / "untrained", preset=args.untrained_preset)
     config = read_artifact_config(artifact_dir)
     backends = [b for b in args.backends if b != "onnx" or (artifact_dir / "model.onnx").is_file()]
     print(f"artifact {artifact_dir} ({config['kind']}, version {config['version']}), backends {backends}", flush=True)

@@ -247,6 +247,7 @@ def export_recognizer(recognizer: nn.Module, # LineRecognizer or ParagraphRecogn
     recognizer = recognizer.eval()
     example = torch.from_numpy(parity_batches[0][:1])
     building = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
+    building.chmod(0o755)  # mkdtemp makes it private (0700); an artifact is read by other users (a container's)
     try:
         scripted, how = to_torchscript(recognizer, example)
         with silence_torchscript_deprecation():

@@ -282,6 +282,7 @@ def fetch(reference: str, # ENTITY/PROJECT/NAME:ALIAS or :vN
     out_dir = Path(out_dir).resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     download = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.fetching-", dir=out_dir.parent))
+    download.chmod(0o755)  # mkdtemp makes it private; the artifact must be readable by the serving user
     try:
         try:
             wandb.Api().artifact(reference, type="model").download(root=str(download))

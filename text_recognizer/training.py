@@ -97,8 +97,9 @@ SMOKE_TRAINER = {"max_epochs": 1, "max_steps": -1, "limit_train_batches": 3, "li
 RECIPES = {
     "line_ctc": {
         "about": "the line model (CNN features + bidirectional LSTM, small preset) read with CTC, on synthetic "
-                 "handwritten lines: 3 epochs of 12,000 lines, about 12 minutes on 2 free CPU cores, stopped at "
-                 "25 minutes on a slower or busy machine (figures: bench/results/training.json)",
+                 "handwritten lines: 3 epochs of 12,000 lines; estimated 10-15 minutes on 2 free CPU cores (from "
+                 "the measured CPU cost per line); stopped at 25 minutes, undertrained, on a slower or busy "
+                 "machine (measured figures: bench/results/training.json)",
         "data_class": "SyntheticLines", "data_args": {"batch_size": 32, "num_train": 12_000, "num_val": 400},
         "model_class": "LineCNNLSTM", "preset": "tiny",
         "lit_args": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "scheduler": "onecycle", "pct_start": 0.2},
