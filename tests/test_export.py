@@ -94,6 +94,7 @@ def test_artifact_is_complete_and_self_describing(line_artifact):
         assert sha256_of(line_artifact / name) == info["sha256"]
     assert config["version"].endswith(config["files"]["model.pt"]["sha256"][:8])
     assert not [p for p in line_artifact.parent.iterdir() if p.name.startswith(".")]  # no leftovers
+    assert line_artifact.stat().st_mode & 0o777 == 0o755  # not mkdtemp's private 0700: containers must read it
 
 
 def test_torchscript_loads_in_a_process_with_only_torch(line_artifact, line_checkpoint, tmp_path):
