@@ -1,0 +1,158 @@
+"""Bundle more handwriting fonts for training: Google Fonts families packaged by Fontsource on npm.
+
+The renderer's fonts come from the `fontpkg-*` packages on PyPI, and nine handwriting families is all
+they offer. A recognizer that has seen nine hands reads a tenth badly (the held-out fonts in
+bench/results/quality.json), so the project bundles 56 more handwriting families (OFL or Apache
+licensed, so they may be redistributed) in `text_recognizer/artifacts/fonts/`: one Latin regular WOFF2
+file per family, its licence beside it, and `fonts.json`, the manifest that pins each package's version
+and npm integrity hash and each file's sha256. The renderer finds them by family name
+(`text_recognizer.data.synthetic.BUNDLED_FAMILIES`).
+
+The files are committed, so nobody needs npm to train; this script is how they were made and how to
+check or change them:
+
+    python setup/fetch_fonts.py --check      # verify the bundled files against the manifest (offline)
+    python setup/fetch_fonts.py              # fetch the pinned versions again with `npm pack`, verify, write
+    python setup/fetch_fonts.py --add kalam-x --cursive  # add families at their newest versions
+
+Fetching needs `npm` and the npm registry; every tarball is checked against the manifest's integrity
+hash before anything is written, and each file is written to a temporary name and renamed.
+"""
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FONTS_DIR = ROOT / "text_recognizer" / "artifacts" / "fonts"
+MANIFEST = FONTS_DIR / "fonts.json"
+
+# Handwriting families chosen by looking at every one (a sample sheet per family): each has real
+# lowercase letters (Rock Salt, Walter Turncoat and Give You Glory write lowercase as capitals, which
+# would teach wrong case) and is legible (Meddon is not). Shadows Into Light Two is left out on purpose:
+# it is a sibling of the held-out Shadows Into Light. `True` marks connected scripts, which the renderer
+# spaces and jitters less so their joins stay joined.
+FAMILIES = {
+    "allura": True, "annie-use-your-telescope": False, "architects-daughter": False, "bad-script": False,
+    "calligraffitti": False, "caveat-brush": False, "cedarville-cursive": True, "charm": False,
+    "coming-soon": False, "cookie": True, "courgette": True, "covered-by-your-grace": False,
+    "crafty-girls": False, "damion": True, "dawning-of-a-new-day": True, "dekko": False, "delius": False,
+    "edu-sa-beginner": False, "gaegu": False, "gloria-hallelujah": False, "gochi-hand": False,
+    "handlee": False, "homemade-apple": True, "itim": False, "just-another-hand": False,
+    "just-me-again-down-here": False, "kaushan-script": True, "kristi": True, "la-belle-aurore": False,
+    "lobster-two": True, "loved-by-the-king": False, "mali": False, "mansalva": False, "marck-script": True,
+    "mr-dafoe": True, "nanum-pen-script": False, "neucha": False, "norican": True,
+    "nothing-you-could-do": False, "oleo-script": False, "over-the-rainbow": False, "pacifico": True,
+    "pangolin": False, "parisienne": True, "patrick-hand": False, "playpen-sans": False,
+    "reenie-beanie": False, "sacramento": True, "schoolbell": False, "shantell-sans": False,
+    "short-stack": False, "sriracha": False, "sue-ellen-francisco": False, "swanky-and-moo-moo": False,
+    "the-girl-next-door": False, "waiting-for-the-sunrise": False,
+}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def integrity(data: bytes) -> str:
+    "npm's integrity string (Subresource Integrity, sha512) of a tarball."
+    return "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def load_manifest() -> dict:
+    if MANIFEST.exists():
+        return json.loads(MANIFEST.read_text())
+    return {"families": []}
+
+
+def npm_pack(spec: str, folder: Path) -> Path:
+    "The tarball of npm package `spec` (name@version), downloaded by `npm pack` into `folder`."
+    if shutil.which("npm") is None:
+        sys.exit("fetch_fonts: npm is not installed. Install Node.js (apt-get install npm), or use the "
+                 "fonts already bundled in text_recognizer/artifacts/fonts/ (--check verifies them).")
+    result = subprocess.run(["npm", "pack", spec, "--json", "--silent", "--pack-destination", str(folder)],
+                            capture_output=True, text=True, timeout=300, check=False)
+    if result.returncode != 0:
+        sys.exit(f"fetch_fonts: npm pack {spec} failed: {result.stderr.strip()[-500:]}")
+    return folder / json.loads(result.stdout)[0]["filename"]
+
+
+def fetch(slug: str, cursive: bool, pinned: dict | None, folder: Path) -> dict:
+    "Fetch one family, check it, and return its manifest entry (the font and licence are written)."
+    package = f"@fontsource/{slug}"
+    tarball = npm_pack(f"{package}@{pinned['version']}" if pinned else package, folder)
+    data = tarball.read_bytes()
+    if pinned and integrity(data) != pinned["integrity"]:
+        sys.exit(f"fetch_fonts: {package}@{pinned['version']} does not match the manifest's integrity hash; "
+                 "nothing was written. Delete its entry from fonts.json to take a new version on purpose.")
+    with tarfile.open(tarball) as archive:
+        meta = json.load(archive.extractfile("package/metadata.json"))
+        version = json.load(archive.extractfile("package/package.json"))["version"]
+        font = archive.extractfile(f"package/files/{slug}-latin-400-normal.woff2").read()
+        licence = archive.extractfile("package/LICENSE").read()
+    licence_type = meta.get("license", {}).get("type", "")
+    if not licence_type.startswith(("OFL", "Apache")):
+        sys.exit(f"fetch_fonts: {package} is licensed {licence_type!r}; only OFL and Apache fonts are bundled")
+    write_atomic(FONTS_DIR / f"{slug}.woff2", font)
+    write_atomic(FONTS_DIR / f"{slug}.LICENSE.txt", licence)
+    return {"family": meta["family"], "file": f"{slug}.woff2", "sha256": sha256(font), "cursive": cursive,
+            "package": package, "version": version, "integrity": integrity(data), "license": licence_type,
+            "license_file": f"{slug}.LICENSE.txt", "category": meta.get("category", "")}
+
+
+def check() -> int:
+    "Verify every bundled file against the manifest; 0 when all match."
+    manifest, problems = load_manifest(), []
+    for entry in manifest["families"]:
+        for name, digest in ((entry["file"], entry["sha256"]), (entry["license_file"], None)):
+            path = FONTS_DIR / name
+            if not path.is_file():
+                problems.append(f"missing {path}")
+            elif digest and sha256(path.read_bytes()) != digest:
+                problems.append(f"{path} does not match its sha256 in fonts.json")
+    for problem in problems:
+        print(f"fetch_fonts: {problem}", file=sys.stderr)
+    print(f"{len(manifest['families'])} bundled families, {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="verify the bundled files (offline) and stop")
+    parser.add_argument("--add", nargs="*", default=[], metavar="SLUG", help="Fontsource family slugs to add")
+    parser.add_argument("--cursive", action="store_true", help="the families given to --add are connected scripts")
+    args = parser.parse_args(argv)
+    if args.check:
+        return check()
+    FONTS_DIR.mkdir(parents=True, exist_ok=True)
+    pinned = {entry["package"]: entry for entry in load_manifest()["families"]}
+    wanted = dict(FAMILIES) | {slug: args.cursive for slug in args.add}
+    entries = []
+    with tempfile.TemporaryDirectory() as folder:
+        for slug, cursive in sorted(wanted.items()):
+            entry = fetch(slug, cursive, pinned.get(f"@fontsource/{slug}"), Path(folder))
+            entries.append(entry)
+            print(f"{entry['family']:<28} {entry['package']}@{entry['version']} {entry['license']}")
+    manifest = {"about": "Handwriting fonts bundled for training, made by setup/fetch_fonts.py; "
+                         "each family's licence is in its .LICENSE.txt file.", "families": entries}
+    write_atomic(MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    print(f"wrote {len(entries)} families to {FONTS_DIR}")
+    return check()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
