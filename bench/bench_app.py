@@ -10,7 +10,7 @@ requests/s, p50/p95 latency and failures to bench/results/app.json, with the mac
 """
 
 import argparse
-import json
+import functools
 import os
 import platform
 import shlex
@@ -22,10 +22,10 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, command_line, run_concurrently, utc_now, write_json
+
 sys.path.insert(0, str(ROOT))
 
 
@@ -92,13 +92,7 @@ def run_level(url: str, page: Path, clients: int, requests: int, expected: str) 
             with lock:
                 (failures.append(error) if error else latencies.append((time.perf_counter() - started) * 1000))
 
-    threads = [threading.Thread(target=work, args=(client,)) for client in sessions]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
+    wall = run_concurrently([functools.partial(work, client) for client in sessions])
     for client in sessions:
         client.close()
     return {"clients": clients, "requests": clients * requests, "failures": len(failures),
@@ -149,11 +143,10 @@ def main(argv=None) -> int:
             process.kill()
     report = {
         "benchmark": "gradio app /recognize through gradio_client, concurrent clients",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": utc_now(),
         "command": " ".join(filter(None, [
             f"TEXT_RECOGNIZER_ARTIFACT={shlex.quote(os.environ['TEXT_RECOGNIZER_ARTIFACT'])}"
-            if os.environ.get("TEXT_RECOGNIZER_ARTIFACT") else "",
-            "python bench/bench_app.py", shlex.join(argv if argv is not None else sys.argv[1:])])).strip(),
+            if os.environ.get("TEXT_RECOGNIZER_ARTIFACT") else "", command_line("bench_app.py", argv)])),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpus": os.cpu_count(), "python": platform.python_version()},
         "model": {"version": str(recognizer.version), "backend": recognizer.backend_name, "kind": recognizer.kind},
@@ -161,9 +154,7 @@ def main(argv=None) -> int:
                 "image": "a rendered two-line paragraph", "image_size": list(Image.open(page).size)},
         "levels": levels,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, report)
     return 1 if any(level["failures"] for level in levels) else 0
 
 

@@ -21,11 +21,9 @@ Results go to bench/results/inference.json with the machine, the date and the co
 """
 
 import argparse
-import datetime
 import json
 import os
 import platform
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -33,8 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import ROOT, command_line, utc_now, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from text_recognizer.predictor import (  # noqa: E402
@@ -318,8 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     tesseract = measure_tesseract(samples) if args.tesseract else None
 
     results = {
-        "command": shlex.join(["python", "bench/bench_inference.py", *(argv if argv is not None else sys.argv[1:])]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line("bench_inference.py", argv),
+        "date": utc_now(),
         "machine": machine(),
         "artifact": {"dir": str(artifact_dir), "version": config["version"], "kind": config["kind"],
                      "untrained": args.untrained, "megabytes": round(sum(p.stat().st_size for p in artifact_dir.iterdir()) / 1e6, 2)},
@@ -330,10 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         "cold_start_s": cold,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_json(args.out, results)
     if args.metrics_out:
         one_thread = latency.get(f"{fastest}, 1 thread", {})
         metrics = {"cer": {"lines_per_font": accuracy["lines_per_font"], "paragraphs": accuracy["paragraphs"]},

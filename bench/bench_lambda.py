@@ -18,7 +18,6 @@ Needs the real predictor and shipped model (text_recognizer.predictor, text_reco
 
 import argparse
 import base64
-import datetime as dt
 import io
 import json
 import os
@@ -30,10 +29,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import ROOT, command_line, load_average, run_concurrently, utc_now, write_json
+from PIL import Image, ImageDraw
 
-from PIL import Image, ImageDraw  # noqa: E402
+sys.path.insert(0, str(ROOT))
 
 from text_recognizer.serverless_local import LocalLambdaRuntime  # noqa: E402
 
@@ -81,13 +80,7 @@ def run_level(url: str, body: bytes, clients: int, requests: int) -> dict:
                 latencies.append(seconds)
                 failures[0] += not ok
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - start
+    wall = run_concurrently([client] * clients)
     ms = sorted(1000 * s for s in latencies)
     return {"clients": clients, "requests": len(ms), "failures": failures[0], "requests_per_s": round(len(ms) / wall, 2),
             "p50_ms": round(statistics.median(ms), 1), "p95_ms": round(ms[min(len(ms) - 1, int(0.95 * len(ms)))], 1),
@@ -116,16 +109,15 @@ def main(argv=None) -> int:
         levels = [run_level(runtime.invocations_url, body, clients, args.requests) for clients in args.clients]
     result = {
         "benchmark": "lambda handler behind the local Lambda runtime (real awslambdaric), RIE invocations endpoint",
-        "command": "python bench/bench_lambda.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line("bench_lambda.py", argv),
+        "time": utc_now(),
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_average": [round(x, 2) for x in os.getloadavg()]},
+                    "load_average": load_average()},
         "handler": args.handler, "workers": args.workers, "image_bytes": len(body),
         "cold_start_s": {"runtime_ready": round(ready_s, 3), "first_invocation": round(first_s, 3)},
         "levels": levels,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result, announce=False)
     for level in levels:
         print(f"{level['clients']} client(s): {level['requests_per_s']} req/s, p50 {level['p50_ms']} ms, "
               f"p95 {level['p95_ms']} ms, {level['failures']} failures")

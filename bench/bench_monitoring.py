@@ -11,9 +11,7 @@ recorded beside the figures: on a shared machine it explains a lot.
 """
 
 import argparse
-import datetime as dt
 import io
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -24,9 +22,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import ROOT, command_line, cpu_model, load_average, utc_now, write_json
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from text_recognizer.monitoring import SQLiteStore, new_record  # noqa: E402
@@ -109,14 +107,8 @@ def concurrent_writers(folder: Path, writers: int, per_writer: int, with_images:
 
 def machine() -> dict:
     "What the figures were measured on."
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return dict(platform=platform.platform(), cpu=cpu, cpu_count=os.cpu_count(), python=platform.python_version(),
-                sqlite=sqlite3.sqlite_version, load_average_at_start=[round(x, 2) for x in os.getloadavg()])
+    return dict(platform=platform.platform(), cpu=cpu_model(), cpu_count=os.cpu_count(), python=platform.python_version(),
+                sqlite=sqlite3.sqlite_version, load_average_at_start=load_average())
 
 
 def main(argv=None) -> int:
@@ -127,8 +119,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dir", help="folder for the databases (default: a temporary folder)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "monitoring.json"))
     args = parser.parse_args(argv)
-    results = dict(benchmark="monitoring store writes", command=" ".join(["python bench/bench_monitoring.py", *(argv or sys.argv[1:])]),
-                   date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), machine=machine(), cases={})
+    results = dict(benchmark="monitoring store writes", command=command_line("bench_monitoring.py", argv),
+                   date=utc_now(), machine=machine(), cases={})
     cases = [("single writer, no image", "single", False, "NORMAL"),
              ("single writer, with image", "single", True, "NORMAL"),
              ("single writer, with image, synchronous=FULL", "single", True, "FULL"),
@@ -143,9 +135,8 @@ def main(argv=None) -> int:
         results["cases"][name] = result
         print(f"{name:<46} {result['writes_per_s']:>8.0f} writes/s   p50 {result['latency_ms_p50']:.2f} ms   "
               f"p99 {result['latency_ms_p99']:.2f} ms   ({result['records']} records)", flush=True)
-    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    results["machine"]["load_average_at_end"] = load_average()
+    write_json(args.out, results, announce=False)
     print(f"results written to {args.out}")
     return 0
 

@@ -19,41 +19,24 @@ Results go to bench/results/renderer.json with the command, the machine and the 
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+from common import ROOT, command_line, git_commit, machine, utc_now, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "renderer.json"
 
 
-def machine() -> dict:
-    "What ran the benchmark: CPU model, cores, load, versions, commit."
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, check=False).stdout.strip()
-    except OSError:
-        commit = ""
+def machine_versions() -> dict:
+    "What ran the benchmark: CPU model, cores, versions, commit."
     import numpy
     import PIL
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "pillow": PIL.__version__, "platform": platform.platform(),
-            "git_commit": commit}
+    return machine(torch=torch.__version__, numpy=numpy.__version__, pillow=PIL.__version__, git_commit=git_commit())
 
 
 def timed(function, count: int, repeats: int) -> dict:
@@ -173,17 +156,15 @@ def main(argv=None) -> int:
         summary["lines"]["model_train_step_consumes_per_second"] = results["lines"]["model_train_step"].get("rate")
     record = {
         "benchmark": "renderer",
-        "command": "python bench/bench_renderer.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "command": command_line("bench_renderer.py", argv),
+        "date": utc_now(),
+        "machine": machine_versions(),
         "note": "samples/s; best of repeats; rate = wall clock, cpu_rate = per CPU-second of the process; "
                 "the machine is shared, see load_average",
         "summary": summary,
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, record)
     return 0
 
 

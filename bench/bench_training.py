@@ -16,16 +16,14 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from common import ROOT, command_line, machine, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "training.json"
 
 # (DataModule, model, preset, batch size)
@@ -40,19 +38,12 @@ MODELS = [
 ]
 
 
-def machine() -> dict:
-    "What ran the benchmark: CPU model, cores, load, library versions."
+def machine_versions() -> dict:
+    "What ran the benchmark: CPU model, cores, load (unrounded), library versions."
     import lightning
 
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "load_average_at_start": list(os.getloadavg()),
-            "python": platform.python_version(), "torch": torch.__version__, "lightning": lightning.__version__,
-            "platform": platform.platform()}
+    return machine(load_average_at_start=list(os.getloadavg()), torch=torch.__version__,
+                   lightning=lightning.__version__)
 
 
 def base_config(training, data_class, model_class, preset, batch_size, output_dir, threads) -> dict:
@@ -127,7 +118,7 @@ def recorded_run(run_dir: Path, load: str | None = None) -> dict:
             "global_step": summary["global_step"], "samples_per_s": round(summary["samples_per_s"], 1),
             "best_val_cer": summary["best_score"], "test_cer": summary["test_metrics"].get("test/cer"),
             "time_limit_reached": summary.get("time_limit_reached"), "val_cer_curve": curve,
-            "load_average": load, "machine": machine()}
+            "load_average": load, "machine": machine_versions()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     from text_recognizer import training
 
     results = json.loads(args.output.read_text()) if args.output.exists() else {}
-    run = {"command": shlex.join(["python", "bench/bench_training.py", *(argv if argv is not None else sys.argv[1:])]),
-           "date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine(), "threads": args.threads}
+    run = {"command": command_line("bench_training.py", argv),
+           "date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine_versions(),
+           "threads": args.threads}
     if not args.skip_throughput:
         results["throughput"] = {**run, "steps": args.steps, "results": throughput(training, args.steps, args.threads,
                                                                                     args.only, args.scratch)}
@@ -159,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         results["line_cer"] = {**run, **line_cer(training, args.target_cer, args.max_minutes, args.threads, args.scratch)}
     if args.record_run:
         results["make_train"] = recorded_run(args.record_run, args.record_load)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    write_json(args.output, results)
     return 0
 
 

@@ -23,34 +23,19 @@ with the machine, the date and the command.
 """
 
 import argparse
-import datetime as dt
-import json
 import os
-import platform
 import resource
-import shlex
 import statistics
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, command_line, load_average, machine, utc_now, write_json
+
 sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "bench" / "results" / "quality.json"
 TESSERACT_PSM = {"line": 7, "paragraph": 6}  # 7: one text line; 6: one uniform block of text
-
-
-def machine() -> dict:
-    "What ran the benchmark: CPU model, cores, load, platform."
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
 ## Scoring
@@ -173,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         args.lines, args.paragraphs = 3, 1
     if min(args.lines, args.paragraphs) < 0 or args.lines + args.paragraphs == 0 or args.threads < 1:
         parser.error("--lines and --paragraphs must be >= 0 (not both 0) and --threads >= 1")
-    measured_on = machine()
+    measured_on = machine(load_average_at_start=load_average())
     os.environ["OMP_THREAD_LIMIT"] = str(args.threads)  # Tesseract's OpenMP threads (inherited by its process)
 
     from text_recognizer.predictor import ArtifactError, ParagraphTextRecognizer
@@ -216,9 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             print(line, flush=True)
     report = {
         "benchmark": "quality: CER/WER of the shipped model and Tesseract 5 on held-out synthetic handwriting",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": shlex.join(["python", "bench/quality.py", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {**measured_on, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "date": utc_now(),
+        "command": command_line("quality.py", argv),
+        "machine": {**measured_on, "load_average_at_end": load_average()},
         "model": {"version": recognizer.version, "kind": recognizer.kind, "backend": recognizer.backend_name,
                   "artifact": str(recognizer.artifact_dir.relative_to(ROOT) if recognizer.artifact_dir.is_relative_to(ROOT)
                                   else recognizer.artifact_dir)},
@@ -228,9 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": rows,
         "examples": examples,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, report)
     return 0
 
 

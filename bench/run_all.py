@@ -16,10 +16,7 @@ README's "Results" section and the plots. Exit status 1 when any bench failed, t
 """
 
 import argparse
-import datetime as dt
-import json
 import os
-import platform
 import shlex
 import signal
 import subprocess
@@ -30,7 +27,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, command_line, load_average, machine, utc_now, write_json
+
 RESULTS = ROOT / "bench" / "results"
 SUITE_LIMIT_S = 870  # 14.5 minutes: the suite's promise is "under 15 minutes on 2 cores"
 
@@ -63,18 +61,6 @@ BENCHES = [
 ]
 
 
-def machine() -> dict:
-    "What the suite ran on."
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
-
-
 def stop(process: subprocess.Popen):
     "SIGTERM to the bench's whole process group (it may have started servers), SIGKILL if that is not enough."
     for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
@@ -96,7 +82,7 @@ def run_bench(bench: Bench, args: list[str], budget_s: float, results: Path) -> 
     if results.resolve() != RESULTS.resolve():
         command += [bench.out_flag, str(result_file)]
     record = {"name": bench.name, "command": shlex.join(["python", *command[1:]]), "budget_s": round(budget_s),
-              "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+              "load_average_at_start": load_average()}
     if not (ROOT / bench.script).exists():
         print(f"[{bench.name}] {bench.script} does not exist: skipped", flush=True)
         return {**record, "status": "missing", "seconds": 0}
@@ -161,9 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [b for b in BENCHES if (not args.only or b.name in args.only) and b.name not in args.skip]
 
     suite_started, runs = time.monotonic(), []
-    suite = {"benchmark": "the bench suite (make bench)", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-             "command": shlex.join(["python", "bench/run_all.py", *(argv if argv is not None else sys.argv[1:])]),
-             "machine": machine(), "quick": args.quick}
+    suite = {"benchmark": "the bench suite (make bench)", "date": utc_now(), "command": command_line("run_all.py", argv),
+             "machine": machine(load_average_at_start=load_average()), "quick": args.quick}
     for bench in chosen:
         left = SUITE_LIMIT_S - (time.monotonic() - suite_started)
         budget = min(budgets.get(bench.name, bench.budget_s * (2 if args.quick else 1)), left)
@@ -173,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         runs.append(run_bench(bench, bench.quick if args.quick else bench.args, budget, results))
     suite.update(benches=runs, total_seconds=round(time.monotonic() - suite_started, 1))
-    suite["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    (results / "run_all.json").write_text(json.dumps(suite, indent=2) + "\n")
+    suite["machine"]["load_average_at_end"] = load_average()
+    write_json(results / "run_all.json", suite, announce=False)
 
     print("\n" + "\n".join(f"{r['name']:<14} {r['status']:<28} {r['seconds']:>6.0f} s" for r in runs))
     print(f"{'total':<14} {'':<28} {suite['total_seconds']:>6.0f} s")

@@ -4,7 +4,8 @@
 
 # %% auto 0
 __all__ = ['OPTIMIZERS', 'SCHEDULERS', 'LIT_MODELS', 'indices_to_string', 'labels_to_strings', 'BaseLitModel',
-           'ClassificationLitModel', 'ctc_targets', 'CTCLitModel', 'TransformerLitModel', 'lit_model_class']
+           'ClassificationLitModel', 'ctc_targets', 'TextLitModel', 'CTCLitModel', 'TransformerLitModel',
+           'lit_model_class']
 
 # %% ../nbs/30_lit_models.ipynb
 import torch
@@ -85,9 +86,29 @@ class BaseLitModel(L.LightningModule):
                 raise ValueError(f"the checkpoint's one-cycle schedule was planned for {planned} steps, but this run "
                                  f"has {int(total)}: resume with the same max_epochs / max_steps as the original run")
 
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        "The training loss of a batch: each subclass defines it."
+        raise NotImplementedError
+
     def decode(self, x: torch.Tensor) -> list[str]:
         "What the model reads in a batch of images `x`, as strings."
         raise NotImplementedError
+
+    def evaluate(self, batch, stage: str) -> dict:
+        "Loss, metric and `{'loss', 'predictions', 'targets'}` of a validation or test batch: each subclass defines it."
+        raise NotImplementedError
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = self.loss(x, y)
+        self._log_loss("train", loss, len(x))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        return self.evaluate(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        return self.evaluate(batch, "test")
 
     def _log_loss(self, stage: str, loss: torch.Tensor, batch_size: int):
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=stage != "train")
@@ -104,28 +125,20 @@ class ClassificationLitModel(BaseLitModel):
         self.val_acc = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
         self.test_acc = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = F.cross_entropy(self.model(x), y.view(-1))
-        self._log_loss("train", loss, len(x))
-        return loss
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.model(x), y.view(-1))
 
-    def _evaluate(self, batch, stage: str, accuracy: torchmetrics.Metric) -> dict:
+    def evaluate(self, batch, stage: str) -> dict:
         x, y = batch
         y = y.view(-1)
         logits = self.model(x)
         loss = F.cross_entropy(logits, y)
+        accuracy = self.val_acc if stage == "val" else self.test_acc
         accuracy.update(logits, y)
         self._log_loss(stage, loss, len(x))
         self.log(f"{stage}/acc", accuracy, prog_bar=True)
         return {"loss": loss, "predictions": [self.mapping[i] for i in logits.argmax(1).tolist()],
                 "targets": [self.mapping[i] for i in y.tolist()]}
-
-    def validation_step(self, batch, batch_idx):
-        return self._evaluate(batch, "val", self.val_acc)
-
-    def test_step(self, batch, batch_idx):
-        return self._evaluate(batch, "test", self.test_acc)
 
     def decode(self, x: torch.Tensor) -> list[str]:
         "The class name each image is given."
@@ -142,84 +155,73 @@ def ctc_targets(y: torch.Tensor, # `(B, L)` encoded labels: `<S> text <E> <P>...
     return targets.to(y.device)
 
 # %% ../nbs/30_lit_models.ipynb
-class CTCLitModel(BaseLitModel):
-    "Trains a line model (`(B, 1, H, W)` -> `(B, C, T)` logits) with CTC; reads by best path; logs CER."
+class TextLitModel(BaseLitModel):
+    "What the text readers share: validation and test by CER between what is read and the truth."
 
     monitor = ("val/cer", "min")
+
+    def __init__(self, model: nn.Module, mapping: list[str] | None = None, **kwargs):
+        super().__init__(model, mapping, **kwargs)
+        self.val_cer, self.test_cer = CharErrorRate(), CharErrorRate()
+
+    def loss_and_predictions(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
+        "The loss of a batch and the text read from each image: each subclass defines it."
+        raise NotImplementedError
+
+    def evaluate(self, batch, stage: str) -> dict:
+        x, y = batch
+        loss, predictions = self.loss_and_predictions(x, y)
+        targets = labels_to_strings(y, self.mapping)
+        cer = self.val_cer if stage == "val" else self.test_cer
+        cer.update(predictions, targets)
+        self._log_loss(stage, loss, len(x))
+        self.log(f"{stage}/cer", cer, prog_bar=True)
+        return {"loss": loss, "predictions": predictions, "targets": targets}
+
+
+# %% ../nbs/30_lit_models.ipynb
+class CTCLitModel(TextLitModel):
+    "Trains a line model (`(B, 1, H, W)` -> `(B, C, T)` logits) with CTC; reads by best path; logs CER."
 
     def __init__(self, model: nn.Module, mapping: list[str] | None = None, **kwargs):
         super().__init__(model, mapping, **kwargs)
         if self.mapping[:len(SPECIAL_TOKENS)] != SPECIAL_TOKENS:
             raise ValueError(f"CTCLitModel needs a mapping that starts with {SPECIAL_TOKENS} (the blank first), "
                              f"like metadata.VOCABULARY; got {self.mapping[:4]}")
-        self.val_cer, self.test_cer = CharErrorRate(), CharErrorRate()
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = ctc_loss(self.model(x).float(), ctc_targets(y))
-        self._log_loss("train", loss, len(x))
-        return loss
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return ctc_loss(self.model(x).float(), ctc_targets(y))
 
-    def _evaluate(self, batch, stage: str, cer: torchmetrics.Metric) -> dict:
-        x, y = batch
-        logits = self.model(x)
-        loss = ctc_loss(logits.float(), ctc_targets(y))
+    def loss_and_predictions(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
+        logits = self.model(x)  # one forward pass for both
         predictions = [indices_to_string(row, self.mapping) for row in ctc_greedy_decode(logits)]
-        targets = labels_to_strings(y, self.mapping)
-        cer.update(predictions, targets)
-        self._log_loss(stage, loss, len(x))
-        self.log(f"{stage}/cer", cer, prog_bar=True)
-        return {"loss": loss, "predictions": predictions, "targets": targets}
-
-    def validation_step(self, batch, batch_idx):
-        return self._evaluate(batch, "val", self.val_cer)
-
-    def test_step(self, batch, batch_idx):
-        return self._evaluate(batch, "test", self.test_cer)
+        return ctc_loss(logits.float(), ctc_targets(y)), predictions
 
     def decode(self, x: torch.Tensor) -> list[str]:
         "The text of each line image in `x`, read by best path."
         return [indices_to_string(row, self.mapping) for row in ctc_greedy_decode(self.model(x))]
 
-# %% ../nbs/30_lit_models.ipynb
-class TransformerLitModel(BaseLitModel):
-    "Trains an encoder-decoder (`model(x, y)` teacher forcing, `model.predict(x)` greedy); logs CER."
 
-    monitor = ("val/cer", "min")
+# %% ../nbs/30_lit_models.ipynb
+class TransformerLitModel(TextLitModel):
+    "Trains an encoder-decoder (`model(x, y)` teacher forcing, `model.predict(x)` greedy); logs CER."
 
     def __init__(self, model: nn.Module, mapping: list[str] | None = None, **kwargs):
         super().__init__(model, mapping, **kwargs)
         if not callable(getattr(model, "predict", None)):
             raise TypeError(f"TransformerLitModel needs a model with predict(x) for greedy decoding; "
                             f"{type(model).__name__} has none (a CTC line model goes with CTCLitModel)")
-        self.val_cer, self.test_cer = CharErrorRate(), CharErrorRate()
 
     def teacher_forced_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         "Cross-entropy of predicting `y[:, 1:]` from the image and `y[:, :-1]`, padding ignored."
         logits = self.model(x, y[:, :-1])  # (B, C, L - 1)
         return F.cross_entropy(logits.float(), y[:, 1:], ignore_index=PAD_INDEX)
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = self.teacher_forced_loss(x, y)
-        self._log_loss("train", loss, len(x))
-        return loss
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.teacher_forced_loss(x, y)
 
-    def _evaluate(self, batch, stage: str, cer: torchmetrics.Metric) -> dict:
-        x, y = batch
-        loss = self.teacher_forced_loss(x, y)
-        predictions = self.decode(x)
-        targets = labels_to_strings(y, self.mapping)
-        cer.update(predictions, targets)
-        self._log_loss(stage, loss, len(x))
-        self.log(f"{stage}/cer", cer, prog_bar=True)
-        return {"loss": loss, "predictions": predictions, "targets": targets}
-
-    def validation_step(self, batch, batch_idx):
-        return self._evaluate(batch, "val", self.val_cer)
-
-    def test_step(self, batch, batch_idx):
-        return self._evaluate(batch, "test", self.test_cer)
+    def loss_and_predictions(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
+        return self.teacher_forced_loss(x, y), self.decode(x)  # read as deployment reads: greedy, no truth given
 
     def decode(self, x: torch.Tensor) -> list[str]:
         "The text of each image in `x`, read greedily token by token."
