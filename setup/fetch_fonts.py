@@ -32,8 +32,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FONTS_DIR = ROOT / "text_recognizer" / "artifacts" / "fonts"
-MANIFEST = FONTS_DIR / "fonts.json"
+FONTS_DIR = ROOT / "text_recognizer" / "artifacts" / "fonts"  # --dir names another (the tests use a copy)
 
 # Handwriting families chosen by looking at every one (a sample sheet per family): each has real
 # lowercase letters (Rock Salt, Walter Turncoat and Give You Glory write lowercase as capitals, which
@@ -73,9 +72,10 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def load_manifest() -> dict:
-    if MANIFEST.exists():
-        return json.loads(MANIFEST.read_text())
+def load_manifest(folder: Path) -> dict:
+    manifest = folder / "fonts.json"
+    if manifest.exists():
+        return json.loads(manifest.read_text())
     return {"families": []}
 
 
@@ -91,7 +91,7 @@ def npm_pack(spec: str, folder: Path) -> Path:
     return folder / json.loads(result.stdout)[0]["filename"]
 
 
-def fetch(slug: str, cursive: bool, pinned: dict | None, folder: Path) -> dict:
+def fetch(slug: str, cursive: bool, pinned: dict | None, folder: Path, fonts_dir: Path) -> dict:
     "Fetch one family, check it, and return its manifest entry (the font and licence are written)."
     package = f"@fontsource/{slug}"
     tarball = npm_pack(f"{package}@{pinned['version']}" if pinned else package, folder)
@@ -107,19 +107,21 @@ def fetch(slug: str, cursive: bool, pinned: dict | None, folder: Path) -> dict:
     licence_type = meta.get("license", {}).get("type", "")
     if not licence_type.startswith(("OFL", "Apache")):
         sys.exit(f"fetch_fonts: {package} is licensed {licence_type!r}; only OFL and Apache fonts are bundled")
-    write_atomic(FONTS_DIR / f"{slug}.woff2", font)
-    write_atomic(FONTS_DIR / f"{slug}.LICENSE.txt", licence)
+    write_atomic(fonts_dir / f"{slug}.woff2", font)
+    write_atomic(fonts_dir / f"{slug}.LICENSE.txt", licence)
     return {"family": meta["family"], "file": f"{slug}.woff2", "sha256": sha256(font), "cursive": cursive,
             "package": package, "version": version, "integrity": integrity(data), "license": licence_type,
             "license_file": f"{slug}.LICENSE.txt", "category": meta.get("category", "")}
 
 
-def check() -> int:
+def check(fonts_dir: Path) -> int:
     "Verify every bundled file against the manifest; 0 when all match."
-    manifest, problems = load_manifest(), []
+    manifest, problems = load_manifest(fonts_dir), []
+    if not manifest["families"]:
+        problems.append(f"no fonts.json (or no families in it) in {fonts_dir}")
     for entry in manifest["families"]:
         for name, digest in ((entry["file"], entry["sha256"]), (entry["license_file"], None)):
-            path = FONTS_DIR / name
+            path = fonts_dir / name
             if not path.is_file():
                 problems.append(f"missing {path}")
             elif digest and sha256(path.read_bytes()) != digest:
@@ -135,23 +137,24 @@ def main(argv=None) -> int:
     parser.add_argument("--check", action="store_true", help="verify the bundled files (offline) and stop")
     parser.add_argument("--add", nargs="*", default=[], metavar="SLUG", help="Fontsource family slugs to add")
     parser.add_argument("--cursive", action="store_true", help="the families given to --add are connected scripts")
+    parser.add_argument("--dir", type=Path, default=FONTS_DIR, help=f"the fonts folder (default: {FONTS_DIR})")
     args = parser.parse_args(argv)
     if args.check:
-        return check()
-    FONTS_DIR.mkdir(parents=True, exist_ok=True)
-    pinned = {entry["package"]: entry for entry in load_manifest()["families"]}
+        return check(args.dir)
+    args.dir.mkdir(parents=True, exist_ok=True)
+    pinned = {entry["package"]: entry for entry in load_manifest(args.dir)["families"]}
     wanted = dict(FAMILIES) | {slug: args.cursive for slug in args.add}
     entries = []
     with tempfile.TemporaryDirectory() as folder:
         for slug, cursive in sorted(wanted.items()):
-            entry = fetch(slug, cursive, pinned.get(f"@fontsource/{slug}"), Path(folder))
+            entry = fetch(slug, cursive, pinned.get(f"@fontsource/{slug}"), Path(folder), args.dir)
             entries.append(entry)
             print(f"{entry['family']:<28} {entry['package']}@{entry['version']} {entry['license']}")
     manifest = {"about": "Handwriting fonts bundled for training, made by setup/fetch_fonts.py; "
                          "each family's licence is in its .LICENSE.txt file.", "families": entries}
-    write_atomic(MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
-    print(f"wrote {len(entries)} families to {FONTS_DIR}")
-    return check()
+    write_atomic(args.dir / "fonts.json", (json.dumps(manifest, indent=1) + "\n").encode())
+    print(f"wrote {len(entries)} families to {args.dir}")
+    return check(args.dir)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """The synthetic handwriting renderer and its DataModules: determinism, labels, fonts, shapes."""
 
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,8 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from text_recognizer.data.base import get_data_module_class, strip_special
+from text_recognizer.data import synthetic
 from text_recognizer.data.synthetic import (
+    BUNDLED_FAMILIES,
+    BUNDLED_FONTS_DIR,
     CHARACTER_CLASSES,
+    CURSIVE_FAMILIES,
+    FONTPKG_FAMILIES,
     FONT_FAMILIES,
     HELD_OUT_FONTS,
     TRAIN_FONTS,
@@ -198,6 +206,57 @@ def test_a_folder_of_fonts_loads_and_renders(tmp_path):
 
 def test_held_out_fonts_are_not_training_fonts():
     assert set(HELD_OUT_FONTS).isdisjoint(TRAIN_FONTS) and set(HELD_OUT_FONTS) | set(TRAIN_FONTS) == set(FONT_FAMILIES)
+
+
+# bundled fonts (setup/fetch_fonts.py)
+
+FETCH_FONTS = Path(__file__).resolve().parents[1] / "setup" / "fetch_fonts.py"
+
+
+def check_fonts(folder: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(FETCH_FONTS), "--check", "--dir", str(folder)],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_bundled_fonts_are_training_fonts_with_licences_and_no_held_out_sibling():
+    assert len(BUNDLED_FAMILIES) >= 50 and set(BUNDLED_FAMILIES) <= set(TRAIN_FONTS)
+    assert set(BUNDLED_FAMILIES).isdisjoint(FONTPKG_FAMILIES)
+    assert not any(held in family for held in HELD_OUT_FONTS for family in BUNDLED_FAMILIES)
+    assert {"Cookie", "Damion"} <= set(CURSIVE_FAMILIES) and "Patrick Hand" not in CURSIVE_FAMILIES
+    for entry in BUNDLED_FAMILIES.values():
+        assert entry["license"].startswith(("OFL", "Apache")), entry
+        assert "License" in (BUNDLED_FONTS_DIR / entry["license_file"]).read_text()
+
+
+def test_bundled_fonts_match_the_manifest_and_a_changed_or_missing_file_is_caught(tmp_path):
+    folder = tmp_path / "fonts"
+    shutil.copytree(BUNDLED_FONTS_DIR, folder)
+    result = check_fonts(folder)
+    assert result.returncode == 0, result.stderr
+    assert f"{len(BUNDLED_FAMILIES)} bundled families, 0 problem(s)" in result.stdout
+    entries = list(BUNDLED_FAMILIES.values())
+    damaged = folder / entries[0]["file"]
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    (folder / entries[1]["license_file"]).unlink()
+    result = check_fonts(folder)
+    assert result.returncode == 1
+    assert f"{damaged} does not match its sha256" in result.stderr
+    assert f"missing {folder / entries[1]['license_file']}" in result.stderr
+    assert "no fonts.json" in check_fonts(tmp_path / "nothing-here").stderr
+
+
+def test_every_bundled_family_writes_a_line_with_ink():
+    for family in BUNDLED_FAMILIES:
+        image = pixels(render_line("Handwriting 42?", font=family, augment=False))
+        assert image.shape[0] == LINE_IMAGE_HEIGHT and image.min() < 100, family
+
+
+def test_a_missing_bundled_font_file_says_how_to_restore_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(synthetic, "BUNDLED_FONTS_DIR", tmp_path)
+    with pytest.raises(FontError, match="fetch_fonts.py"):
+        synthetic._faces_of_family(next(iter(BUNDLED_FAMILIES)))
 
 
 # DataModules

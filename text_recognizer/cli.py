@@ -72,3 +72,8 @@ def demo(argv: list[str]) -> int:
     sample = "Hello, handwriting!"
     print(f"{sample!r} -> {text_to_indices(sample)} -> {indices_to_text(text_to_indices(sample))!r}")
     return 0
+
+# %% ../nbs/90_cli.ipynb
+if __name__ == "__main__" and "ipykernel" not in sys.modules:  # python -m text_recognizer.cli
+    sys.exit(main())
+
