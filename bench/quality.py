@@ -153,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-tesseract", action="store_true", help="measure the shipped model only")
     parser.add_argument("--examples", type=int, default=2, help="(truth, ours, tesseract) examples kept per group")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--card-metrics", type=Path, metavar="FILE",
+                        help="also write the held-out CERs as flat metrics for `text-recognizer stage --metrics FILE`")
     args = parser.parse_args(argv)
     if args.quick:
         args.lines, args.paragraphs = 3, 1
@@ -214,7 +216,18 @@ def main(argv: list[str] | None = None) -> int:
         "examples": examples,
     }
     write_json(args.out, report)
+    if args.card_metrics:
+        write_json(args.card_metrics, card_metrics(rows, report["command"]))
     return 0
+
+
+def card_metrics(rows: list[dict], command: str) -> dict:
+    "Our CER per held-out font and kind (and on the training fonts, held-out text), flat, for the model card."
+    metrics = {}
+    for row in rows:
+        prefix = "heldout_text_cer" if row["seen_in_training"] else "heldout_cer"
+        metrics[f"{prefix}/{row['kind']}/{row['group'].replace(' ', '_')}"] = row["ours"]["cer"]
+    return {**metrics, "quality_command": command}
 
 
 if __name__ == "__main__":
