@@ -3,7 +3,7 @@
     python bench/bench_training.py                      # samples/s per model, a few minutes
     python bench/bench_training.py --line-cer           # also: wall time to val/cer <= 0.10 (long)
     python bench/bench_training.py --only LineCNN --steps 30
-    python bench/bench_training.py --skip-throughput --record-run runs/make-train-line-ctc   # after `make train`
+    python bench/bench_training.py --skip-throughput --record-run runs/RUN   # after `make train`: its CER over time
 
 Throughput: each model trains for `--steps` optimizer steps on its DataModule (CPU, `--threads`
 torch threads, the DataModule's default loader workers, validation off); samples/s is measured by
@@ -104,7 +104,7 @@ def line_cer(training, target: float, max_minutes: float, threads: int, scratch:
             "max_minutes": max_minutes, "curve": curve}
 
 
-def recorded_run(run_dir: Path, load: str | None = None) -> dict:
+def recorded_run(run_dir: Path, load: str | None = None, target: float = 0.10) -> dict:
     "The figures of a finished `text-recognizer train` run (e.g. `make train`): time, CER, the val/cer curve."
     import csv
 
@@ -112,12 +112,21 @@ def recorded_run(run_dir: Path, load: str | None = None) -> dict:
 
     summary = json.loads((run_dir / "summary.json").read_text())
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    rows = list(csv.DictReader(open(summary["metrics_csv"]))) if summary.get("metrics_csv") else []
-    curve = [{"step": int(r["step"]), "val_cer": round(float(r["val/cer"]), 4)} for r in rows if r.get("val/cer")]
+    metrics_csv = Path(summary.get("metrics_csv") or run_dir / "logs" / "metrics.csv")  # the CSV logger's file
+    rows = list(csv.DictReader(metrics_csv.open())) if metrics_csv.is_file() else []
+    pace = summary["seconds"] / max(summary["global_step"], 1)  # wall seconds per step, validation included
+    curve = [{"step": int(r["step"]), "val_cer": round(float(r["val/cer"]), 4),
+              "seconds_estimated": round(int(r["step"]) * pace)} for r in rows if r.get("val/cer")]
+    reached = next((point for point in curve if point["val_cer"] <= target), None)
     return {"command": config.get("command"), "recipe": config.get("recipe"), "seconds": summary["seconds"],
             "global_step": summary["global_step"], "samples_per_s": round(summary["samples_per_s"], 1),
             "best_val_cer": summary["best_score"], "test_cer": summary["test_metrics"].get("test/cer"),
             "time_limit_reached": summary.get("time_limit_reached"), "val_cer_curve": curve,
+            "target_cer": target, "reached": reached is not None,
+            "seconds_to_target_estimated": reached["seconds_estimated"] if reached else None,
+            "steps_to_target": reached["step"] if reached else None,
+            "batch_size": config.get("data_args", {}).get("batch_size"),
+            "note": "seconds_estimated: the step of each validation times the run's average wall seconds per step",
             "load_average": load, "machine": machine_versions()}
 
 
@@ -150,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.line_cer:
         results["line_cer"] = {**run, **line_cer(training, args.target_cer, args.max_minutes, args.threads, args.scratch)}
     if args.record_run:
-        results["make_train"] = recorded_run(args.record_run, args.record_load)
+        results["make_train"] = recorded_run(args.record_run, args.record_load, args.target_cer)
     write_json(args.output, results)
     return 0
 

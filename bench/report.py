@@ -402,6 +402,20 @@ def training_section(data) -> list[str]:
                          ms(r.get("samples_per_s"), 1)] for r in rows])
     else:
         lines.append("_No throughput figures in `bench/results/training.json`._")
+    run = data.get("make_train")
+    if run:
+        minutes = (number(run.get("seconds")) or 0) / 60
+        samples = (run.get("global_step") or 0) * (run.get("batch_size") or 0)
+        lines += ["", f"- `make train` (recipe `{run.get('recipe')}`, {samples:,} lines, one pass): {minutes:.0f} minutes, "
+                  f"best val CER {pct(run.get('best_val_cer'))}, test CER {pct(run.get('test_cer'))}"
+                  + (f"; val CER ≤ {pct(run.get('target_cer'))} after about "
+                     f"{(run.get('seconds_to_target_estimated') or 0) / 60:.0f} minutes (step {run.get('steps_to_target')})"
+                     if run.get("reached") else "") + f" (load average {run.get('load_average') or 'not recorded'})."]
+        curve = run.get("val_cer_curve") or []
+        if curve:
+            lines += ["", "| minutes (estimated) | step | val CER |", "|---|---|---|"]
+            lines += [f"| {p['seconds_estimated'] / 60:.0f} | {p['step']:,} | {pct(p['val_cer'])} |" for p in curve
+                      if "seconds_estimated" in p]
     cer = data.get("line_cer")
     if cer:
         lines += ["", f"- The `line_ctc` recipe reached val CER ≤ {pct(cer.get('target_cer'))} in "
