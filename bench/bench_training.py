@@ -112,8 +112,9 @@ def recorded_run(run_dir: Path, load: str | None = None, target: float = 0.10) -
 
     summary = json.loads((run_dir / "summary.json").read_text())
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    metrics_csv = Path(summary.get("metrics_csv") or run_dir / "logs" / "metrics.csv")  # the CSV logger's file
-    rows = list(csv.DictReader(metrics_csv.open())) if metrics_csv.is_file() else []
+    found = sorted((run_dir / "logs").glob("**/metrics.csv"), key=lambda p: p.stat().st_mtime)  # the CSV logger's
+    metrics_csv = Path(summary["metrics_csv"]) if summary.get("metrics_csv") else found[-1] if found else None
+    rows = list(csv.DictReader(metrics_csv.open())) if metrics_csv and metrics_csv.is_file() else []
     pace = summary["seconds"] / max(summary["global_step"], 1)  # wall seconds per step, validation included
     curve = [{"step": int(r["step"]), "val_cer": round(float(r["val/cer"]), 4),
               "seconds_estimated": round(int(r["step"]) * pace)} for r in rows if r.get("val/cer")]
