@@ -1,9 +1,16 @@
-"""Regenerate the lab table in README.md from settings.ini and the lab notebooks.
+"""Regenerate what settings.ini and the lab notebooks decide: README.md's lab table, and each lab's Colab cell.
 
 Each lab notebook's first markdown cell holds its title (`# Lab 01: PyTorch`) and a line
 starting with `**Time:**`. The "Open in Colab" links are built from settings.ini's `user`,
 `repo` and `branch`, so a fork changes them in one place and reruns this script
-(`make export` does). `--check` exits 1 when README.md is out of date, for `make test`.
+(`make export` does).
+
+Every lab also starts with the same setup cell, which in Colab clones this repository at the
+release the labs were written for (`v` + settings.ini's `version`) and installs it; where that
+release has not been tagged yet it falls back to the default branch, saying so. Ten copies of one
+cell drift apart when edited by hand, so this script writes them all from `colab_setup_cell()`.
+
+`--check` exits 1 when README.md or a lab's setup cell is out of date, for `make test`.
 """
 
 import configparser
@@ -14,14 +21,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- labs:start -->", "<!-- labs:end -->"
+SETUP_CELL_START = "import os, subprocess, sys"  # how the setup cell is recognized
+
+
+def settings() -> configparser.SectionProxy:
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "settings.ini")
+    return cfg["DEFAULT"]
+
+
+def lab_paths() -> list[Path]:
+    return sorted((ROOT / "labs").glob("lab*.ipynb"))
 
 
 def lab_rows() -> list[str]:
-    cfg = configparser.ConfigParser()
-    cfg.read(ROOT / "settings.ini")
-    s = cfg["DEFAULT"]
+    s = settings()
     rows = ["| lab | what you build | time | open |", "|---|---|---|---|"]
-    for path in sorted((ROOT / "labs").glob("lab*.ipynb")):
+    for path in lab_paths():
         cells = json.loads(path.read_text())["cells"]
         first = "".join(next(c for c in cells if c["cell_type"] == "markdown")["source"])
         title = re.search(r"^#\s+(.+)$", first, re.M)
@@ -42,13 +58,48 @@ def render(readme: str) -> str:
     return head + START + "\n" + "\n".join(lab_rows()) + "\n" + END + tail
 
 
+def colab_setup_cell() -> str:
+    "The source of every lab's setup cell."
+    s = settings()
+    return f'''{SETUP_CELL_START}  # noqa: E401
+REPO, REF = "{s['user']}/{s['repo']}", "v{s['version']}"  # REF: the release these labs were written for
+if "google.colab" in sys.modules:
+    if not os.path.isdir("/content/text-recognizer"):
+        clone = ["git", "clone", "-q", "--depth", "1", f"https://github.com/{{REPO}}", "/content/text-recognizer"]
+        if subprocess.run(clone[:-2] + ["-b", REF] + clone[-2:]).returncode != 0:
+            print(f"release {{REF}} is not tagged yet: cloning the default branch instead")
+            subprocess.run(clone, check=True)
+        subprocess.run("pip install -q -e '/content/text-recognizer[all]'", shell=True, check=True)
+    sys.path.insert(0, "/content/text-recognizer"); os.chdir("/content/text-recognizer/labs")  # noqa: E702'''
+
+
+def sync_setup_cell(path: Path, write: bool) -> bool:
+    "True when `path`'s setup cell is the template (after writing it, when `write`)."
+    notebook = json.loads(path.read_text())
+    cells = [c for c in notebook["cells"] if c["cell_type"] == "code"
+             and "".join(c["source"]).startswith(SETUP_CELL_START)]
+    if len(cells) != 1:
+        raise SystemExit(f"{path}: expected one setup cell starting with {SETUP_CELL_START!r}, found {len(cells)}")
+    wanted = colab_setup_cell()
+    if "".join(cells[0]["source"]) == wanted:
+        return True
+    if write:
+        cells[0]["source"] = wanted.splitlines(keepends=True)
+        path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+        print(f"{path.relative_to(ROOT)}: setup cell rewritten")
+    return False
+
+
 def main(argv: list[str]) -> int:
+    check = "--check" in argv
     readme_path = ROOT / "README.md"
     current = readme_path.read_text()
     fresh = render(current)
-    if "--check" in argv:
-        if fresh != current:
-            print("README.md's lab table is out of date: run `make export` (setup/update_readme.py) and commit",
+    stale = [path.name for path in lab_paths() if not sync_setup_cell(path, write=not check)]
+    if check:
+        problems = (["README.md's lab table"] if fresh != current else []) + [f"the setup cell of {n}" for n in stale]
+        if problems:
+            print(f"out of date: {', '.join(problems)}: run `make export` (setup/update_readme.py) and commit",
                   file=sys.stderr)
             return 1
         return 0

@@ -79,3 +79,54 @@ def test_packaging_keeps_torch_a_range_and_has_no_torchvision():
         assert pin in dev
     constraints = (ROOT / "setup" / "constraints.txt").read_text()
     assert "\ntorch==" not in constraints  # torch is installed first, by TORCH_SPEC, and kept
+
+
+# the labs' Colab setup cell (written by setup/update_readme.py)
+
+def run_colab_cell(tmp_path: Path, origin: Path) -> subprocess.CompletedProcess:
+    "Run the labs' setup cell as Colab would, against a local `origin` repository instead of GitHub."
+    sys.path.insert(0, str(ROOT / "setup"))
+    import update_readme
+
+    source = (update_readme.colab_setup_cell()
+              .replace('f"https://github.com/{REPO}"', repr(f"file://{origin}"))
+              .replace("/content/text-recognizer", str(tmp_path / "content" / "text-recognizer"))
+              .replace("pip install -q -e", "echo pip install -q -e"))
+    script = "import sys, types\nsys.modules['google.colab'] = types.ModuleType('google.colab')\n" + source
+    return subprocess.run([sys.executable, "-c", script + "\nimport os; print('cwd', os.getcwd())"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+
+def test_every_lab_has_the_generated_setup_cell():
+    result = subprocess.run([sys.executable, str(ROOT / "setup" / "update_readme.py"), "--check"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("tagged", [True, False])
+def test_colab_setup_cell_clones_the_release_or_says_it_falls_back(tmp_path, tagged):
+    origin = tmp_path / "origin"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(origin)]
+    (origin / "labs").mkdir(parents=True)
+    (origin / "labs" / "marker.txt").write_text("main branch\n")
+    subprocess.run(["git", "init", "-q", "-b", "main", str(origin)], check=True)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "one"], check=True)
+    if tagged:
+        import configparser
+
+        cfg = configparser.ConfigParser()
+        cfg.read(ROOT / "settings.ini")
+        (origin / "labs" / "marker.txt").write_text("the release\n")
+        subprocess.run(git + ["commit", "-q", "-am", "release"], check=True)
+        subprocess.run(git + ["tag", f"v{cfg['DEFAULT']['version']}"], check=True)
+        subprocess.run(git + ["commit", "-q", "--allow-empty", "-m", "after the release"], check=True)
+    result = run_colab_cell(tmp_path, origin)
+    assert result.returncode == 0, result.stderr
+    clone = tmp_path / "content" / "text-recognizer"
+    assert f"cwd {clone / 'labs'}" in result.stdout and "pip install -q -e" in result.stdout
+    marker = (clone / "labs" / "marker.txt").read_text()
+    if tagged:
+        assert marker == "the release\n" and "not tagged yet" not in result.stdout
+    else:
+        assert marker == "main branch\n" and "not tagged yet: cloning the default branch" in result.stdout
