@@ -81,10 +81,11 @@ def load_manifest(folder: Path) -> dict:
 
 def npm_pack(spec: str, folder: Path) -> Path:
     "The tarball of npm package `spec` (name@version), downloaded by `npm pack` into `folder`."
-    if shutil.which("npm") is None:
+    npm = shutil.which("npm")
+    if npm is None:
         sys.exit("fetch_fonts: npm is not installed. Install Node.js (apt-get install npm), or use the "
                  "fonts already bundled in text_recognizer/artifacts/fonts/ (--check verifies them).")
-    result = subprocess.run(["npm", "pack", spec, "--json", "--silent", "--pack-destination", str(folder)],
+    result = subprocess.run([npm, "pack", spec, "--json", "--silent", "--pack-destination", str(folder)],  # noqa: S603
                             capture_output=True, text=True, timeout=300, check=False)
     if result.returncode != 0:
         sys.exit(f"fetch_fonts: npm pack {spec} failed: {result.stderr.strip()[-500:]}")

@@ -11,15 +11,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from text_recognizer.data.base import get_data_module_class, strip_special
 from text_recognizer.data import synthetic
+from text_recognizer.data.base import get_data_module_class, strip_special
 from text_recognizer.data.synthetic import (
     BUNDLED_FAMILIES,
     BUNDLED_FONTS_DIR,
     CHARACTER_CLASSES,
     CURSIVE_FAMILIES,
-    FONTPKG_FAMILIES,
     FONT_FAMILIES,
+    FONTPKG_FAMILIES,
     HELD_OUT_FONTS,
     TRAIN_FONTS,
     FontError,
