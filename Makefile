@@ -37,8 +37,8 @@ check-sync: $(STAMP)  ## fail when the library or the notebooks are out of sync 
 	@$(PY) tests/check_sync.py
 	@$(PY) setup/update_readme.py --check
 
-lint: $(STAMP)  ## ruff over the library, the tests and the benchmarks
-	@$(BIN)/ruff check text_recognizer tests bench
+lint: $(STAMP)  ## ruff over the library, the tests, the benchmarks and the setup scripts
+	@$(BIN)/ruff check text_recognizer tests bench setup conftest.py
 
 test: setup check-sync lint  ## run every test: notebooks (smoke mode) under nbmake, then tests/
 	@TEXT_RECOGNIZER_SMOKE=1 $(BIN)/pytest --nbmake nbs labs tests -p no:cacheprovider -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
