@@ -387,7 +387,7 @@ def renderer_section(data) -> list[str]:
 
 
 def training_section(data) -> list[str]:
-    lines = ["### Training speed per model", ""]
+    lines = ["### Training", ""]
     missing = not_measured("training", data)
     if missing:
         return lines + missing
