@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import yaml
@@ -208,3 +209,127 @@ def test_a_broken_sweep_is_refused(tmp_path):
     broken = training.merge(training.LINE_SWEEP, {"parameters": {"model.widht": {"values": [1, 2]}}})
     with pytest.raises(ValueError, match="no hyperparameter 'widht'"):
         training.write_sweep(tmp_path / "sweep.yaml", broken)
+
+
+# --------------------------------------------------------------------------- fine-tuning: --init-from
+SHIPPED = ROOT / "text_recognizer" / "artifacts" / "paragraph_text_recognizer"
+
+
+class FirstWeights(L.Callback):
+    "Keeps a copy of the model's weights as training starts, before any step."
+
+    def on_train_start(self, trainer, lit):
+        self.weights = {key: value.detach().clone() for key, value in lit.model.state_dict().items()}
+
+
+def test_init_from_a_checkpoint_loads_exactly_its_weights(tmp_path):
+    "A new run (other seed, fresh optimizer, step 0) starts from the checkpoint's model tensors, all of them."
+    first = config_for("SyntheticLines", "LineCNNLSTM", tmp_path / "first", "tiny", max_steps=2, limit_train_batches=2,
+                       limit_val_batches=1, num_sanity_val_steps=0)
+    first["test"] = False
+    checkpoint = training.train(first)["last_checkpoint"]
+    source = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+
+    second = config_for("SyntheticLines", "LineCNNLSTM", tmp_path / "second", "tiny", max_steps=1, limit_train_batches=1,
+                        limit_val_batches=0, num_sanity_val_steps=0)
+    second.update(test=False, seed=1, init_from=checkpoint)
+    seen = FirstWeights()
+    summary = training.train(second, extra_callbacks=[seen])
+    assert summary["start_step"] == 0 and summary["init_from"] == checkpoint
+    assert set(seen.weights) == {key[len("model."):] for key in source if key.startswith("model.")}
+    assert all(torch.equal(value, source["model." + key]) for key, value in seen.weights.items())
+    assert yaml.safe_load((tmp_path / "second" / "config.yaml").read_text())["init_from"] == checkpoint
+
+
+def test_init_from_the_shipped_artifact_loads_the_torchscript_weights(tmp_path):
+    "The staged folder's TorchScript tensors land in the eager model under their eager names."
+    scripted = torch.jit.load(str(SHIPPED / "model.pt"), map_location="cpu").state_dict()
+    config = config_for("SyntheticLines", "LineCNNLSTM", tmp_path, None, fast_dev_run=True)
+    config.update(test=False, init_from=str(SHIPPED))
+    seen = FirstWeights()
+    training.train(config, extra_callbacks=[seen])
+    assert len(seen.weights) == len(scripted)
+    assert all(torch.equal(value, scripted["model." + key]) for key, value in seen.weights.items())
+
+
+def test_init_from_a_mismatched_architecture_is_refused(tmp_path, capsys):
+    base = ["--data-class", "SyntheticLines", "--model-class", "LineCNNLSTM", "--no-wandb", "--num-workers", "0",
+            "--output-dir", str(tmp_path / "run")]
+    assert training.main([*base, "--preset", "tiny", "--init-from", str(SHIPPED)]) == 2
+    error = capsys.readouterr().err
+    assert "the architecture does not match: the file holds a LineCNNLSTM" in error and "of another shape" in error
+    assert training.main([*base, "--init-from", str(tmp_path / "nope.ckpt")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    from text_recognizer.models.utils import LINES_DATA_CONFIG, from_preset
+
+    model = from_preset(training.get_model_class("LineCNN"), LINES_DATA_CONFIG)
+    with pytest.raises(training.InitFromError, match=r"tensor\(s\) missing, \d+ unexpected"):
+        training.load_init_weights(model, SHIPPED)
+
+
+# --------------------------------------------------------------------------- fine-tuning: feedback lines
+def write_feedback(folder: Path, examples: list[tuple]) -> Path:
+    "A folder like monitoring.export_flagged_dataset writes, from (PIL image, text) pairs."
+    (folder / "images").mkdir(parents=True)
+    rows = []
+    for k, (image, text) in enumerate(examples):
+        image.save(folder / "images" / f"{k}.png")
+        rows.append(json.dumps({"image": f"images/{k}.png", "text": text}))
+    (folder / "labels.jsonl").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_feedback_lines_join_the_training_split_only(tmp_path):
+    from text_recognizer.data.modules import SyntheticLines
+    from text_recognizer.data.synthetic import render_line, render_paragraph
+    from text_recognizer.metadata import indices_to_text
+
+    texts = ["a corrected line", "another one"]
+    folder = write_feedback(tmp_path / "lines", [(render_line(t, seed=k), t) for k, t in enumerate(texts)])
+    sizes = dict(batch_size=4, num_workers=0, num_train=4, num_val=4, num_test=4)
+    mixed, plain = SyntheticLines(**sizes, feedback_dir=folder, feedback_repeat=3), SyntheticLines(**sizes)
+    for module in (mixed, plain):
+        module.setup()
+    assert len(mixed.data_train) == 4 + 2 * 3 and mixed.feedback_report["lines"] == 2
+    read = [indices_to_text([i for i in mixed.data_train[k][1].tolist() if i > 3]) for k in range(4, 10)]
+    assert read == texts * 3
+    for split in ("data_val", "data_test"):
+        assert len(getattr(mixed, split)) == 4
+        assert torch.equal(getattr(mixed, split)[3][0], getattr(plain, split)[3][0])
+
+    # pages are cut by the segmenter handed in; a page whose line count differs is skipped and reported
+    pages = write_feedback(tmp_path / "pages", [(render_paragraph(["one", "two"], seed=0), "one\ntwo")] * 2)
+    halves = SyntheticLines(**sizes, feedback_dir=pages, feedback_repeat=1,
+                            feedback_segmenter=lambda image: [(0, 0, image.width, image.height // 2),
+                                                              (0, image.height // 2, image.width, image.height)])
+    assert halves.feedback_report["lines"] == 4 and halves.feedback_report["skipped"] == []
+    whole = SyntheticLines(**sizes, feedback_dir=pages, feedback_segmenter=lambda image: [(0, 0, *image.size)])
+    assert whole.feedback_report["used"] == 0 and len(whole.feedback_report["skipped"]) == 2
+
+
+def test_bad_feedback_folders_are_clear_errors(tmp_path, capsys):
+    from text_recognizer.data.modules import FeedbackDatasetError, SyntheticLines
+    from text_recognizer.data.synthetic import render_line
+
+    line = render_line("hello", seed=0)
+    unreadable = write_feedback(tmp_path / "unreadable", [(line, "hello")])
+    (unreadable / "images" / "0.png").write_bytes(b"not an image")
+    missing_image = write_feedback(tmp_path / "missing-image", [(line, "hello")])
+    (missing_image / "images" / "0.png").unlink()
+    not_json = write_feedback(tmp_path / "not-json", [(line, "hello")])
+    (not_json / "labels.jsonl").write_text("{'image': 'images/0.png'}\n")
+    cases = [(tmp_path / "empty", {}, "labels.jsonl not found"),
+             (write_feedback(tmp_path / "vocabulary", [(line, "héllo")]), {}, "not in the vocabulary"),
+             (unreadable, {}, "cannot read the image"),
+             (missing_image, {}, "cannot read the image"),
+             (not_json, {}, 'each line must be {"image"'),
+             (write_feedback(tmp_path / "page", [(line, "two\nlines")]), {}, "is a page; give a segmenter"),
+             (missing_image, {"feedback_segmenter": "text_recognizer.nowhere:cut"}, "cannot load the segmenter")]
+    for folder, kwargs, message in cases:
+        with pytest.raises(FeedbackDatasetError, match=message):
+            SyntheticLines(num_workers=0, feedback_dir=folder, **kwargs)
+    # the command line says the same, and stops before training
+    argv = ["--data-class", "SyntheticLines", "--model-class", "LineCNN", "--preset", "cpu", "--no-wandb",
+            "--output-dir", str(tmp_path / "run"), "--data.feedback_dir", str(unreadable)]
+    assert training.main(argv) == 2
+    assert "cannot read the image" in capsys.readouterr().err

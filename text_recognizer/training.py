@@ -4,11 +4,11 @@
 
 # %% auto 0
 __all__ = ['MODELS', 'DEFAULT_CONFIG', 'SMOKE_TRAINER', 'RECIPES', 'TRAINER_FLAGS', 'SECTIONS', 'FLAG_KEYS', 'RUN_DIR_ENV',
-           'RESUME_ENV', 'LINE_SWEEP', 'SWEEP_METHODS', 'SWEEP_DISTRIBUTIONS', 'SWEEP_KEYS', 'import_class',
-           'get_model_class', 'get_data_class', 'merge', 'parse_value', 'build_parser', 'set_dotted',
+           'RESUME_ENV', 'SHIPPED_MODEL_HINT', 'LINE_SWEEP', 'SWEEP_METHODS', 'SWEEP_DISTRIBUTIONS', 'SWEEP_KEYS',
+           'import_class', 'get_model_class', 'get_data_class', 'merge', 'parse_value', 'build_parser', 'set_dotted',
            'dotted_overrides', 'load_config_file', 'resolve_config', 'wandb_mode', 'make_wandb_logger', 'make_run_dir',
-           'resolve_resume', 'build', 'load_checkpoint', 'train', 'format_summary', 'main', 'check_sweep',
-           'write_sweep']
+           'resolve_resume', 'InitFromError', 'read_init_weights', 'load_init_weights', 'build', 'load_checkpoint',
+           'train', 'format_summary', 'main', 'check_sweep', 'write_sweep']
 
 # %% ../nbs/34_training.ipynb
 import argparse
@@ -21,6 +21,7 @@ import os
 import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -84,6 +85,7 @@ DEFAULT_CONFIG = {
     "threads": None,  # torch CPU threads; None leaves torch's choice
     "output_dir": None,  # the run's folder; None: runs/<date-time>
     "resume": None,  # a checkpoint to resume from: a path, "last", or a W&B artifact reference
+    "init_from": None,  # start from these weights (a .ckpt or a staged model folder), as a new run
     "test": True,  # evaluate the best checkpoint on the test split at the end
     "num_examples": 8,  # rows of the prediction table
     "wandb": {"enabled": True, "project": "text-recognizer", "entity": None, "name": None, "tags": [],
@@ -227,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-dir", help="the run's folder (default: runs/<date-time>)")
     run.add_argument("--resume", help="resume from a checkpoint: a .ckpt path, 'last' (the last checkpoint of "
                                       "--output-dir), or a W&B artifact like entity/project/model-abc123:latest")
+    run.add_argument("--init-from", metavar="PATH", help="start from the weights of a .ckpt file or a staged model "
+                                                         "folder (same architecture), with a fresh optimizer: a new run")
     run.add_argument("--wandb", dest="wandb.enabled", action="store_true", help="log to W&B (the default)")
     run.add_argument("--no-wandb", dest="wandb.enabled", action="store_false", help="log to CSV files only")
     run.add_argument("--wandb-project", dest="wandb.project")
@@ -244,7 +248,7 @@ FLAG_KEYS = {"data_class": "data_class", "model_class": "model_class", "lit_clas
              "batch_size": "data_args.batch_size", "num_workers": "data_args.num_workers",
              "optimizer": "lit_args.optimizer", "lr": "lit_args.lr", "weight_decay": "lit_args.weight_decay",
              "scheduler": "lit_args.scheduler", "seed": "seed", "output_dir": "output_dir", "resume": "resume",
-             "test": "test", "threads": "threads"}
+             "init_from": "init_from", "test": "test", "threads": "threads"}
 
 
 def set_dotted(config: dict, dotted: str, value) -> None:
@@ -403,11 +407,70 @@ def resolve_resume(resume: str | None, # the --resume value
     return str(path), run_id
 
 # %% ../nbs/34_training.ipynb
+SHIPPED_MODEL_HINT = "text_recognizer/artifacts/paragraph_text_recognizer"
+
+
+class InitFromError(ValueError):
+    "--init-from names weights that cannot be read, or that do not fit the model of the run."
+
+
+def read_init_weights(path: str | Path) -> tuple[dict, dict]:
+    "The model's tensors (eager names) in a .ckpt file or a staged model folder, and the model spec found there."
+    path = Path(path)
+    if path.is_dir():
+        if not ((path / "config.json").is_file() and (path / "model.pt").is_file()):
+            raise InitFromError(f"--init-from {path}: a staged model folder holds config.json and model.pt "
+                                f"(TorchScript), like {SHIPPED_MODEL_HINT}; or give a .ckpt file")
+        spec = json.loads((path / "config.json").read_text()).get("model", {}).get("spec") or {}
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
+            weights = torch.jit.load(str(path / "model.pt"), map_location="cpu").state_dict()
+    elif path.is_file():
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+            raise InitFromError(f"--init-from {path}: not a Lightning checkpoint (no state_dict in it)")
+        spec, weights = checkpoint.get("hyper_parameters", {}).get("model_spec") or {}, checkpoint["state_dict"]
+    else:
+        raise InitFromError(f"--init-from {path}: no such file or folder")
+    model_weights = {key[len("model."):]: value for key, value in weights.items() if key.startswith("model.")}
+    if not model_weights:
+        raise InitFromError(f"--init-from {path}: no model tensors (names starting with 'model.') in it")
+    return model_weights, spec
+
+# %% ../nbs/34_training.ipynb
+def load_init_weights(model: torch.nn.Module, # the freshly built model of the run
+                      path: str | Path, # a .ckpt file or a staged model folder
+                     ) -> dict:
+    "Copy the weights at `path` into `model`, refusing (InitFromError) unless they fit exactly; say what was loaded."
+    weights, spec = read_init_weights(path)
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
+    reshaped = [f"{key} {tuple(weights[key].shape)} in the file, {tuple(own[key].shape)} in the model"
+                for key in own if key in weights and weights[key].shape != own[key].shape]
+    if missing or unexpected or reshaped:
+        problems = [f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                    for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys] + reshaped[:3]
+        held = (f"{spec['model_class']} with {spec.get('model_args')}" if spec.get("model_class")
+                else "another architecture")
+        raise InitFromError(
+            f"--init-from {path}: the architecture does not match: the file holds a {held}, the run builds a "
+            f"{type(model).__name__} with {dict(getattr(model, 'hparams', {}))} ({len(missing)} tensor(s) missing, "
+            f"{len(unexpected)} unexpected, {len(reshaped)} of another shape: {'; '.join(problems)}). Build the same "
+            "model: --model-class and the same --preset / --model.* values (recipe line_lstm for the shipped model)")
+    model.load_state_dict(weights)
+    return {"path": str(path), "tensors": len(weights), "source": spec.get("model_class") or "unknown model"}
+
+# %% ../nbs/34_training.ipynb
 def _construct(cls: type, kwargs: dict, what: str):
     try:
         return cls(**kwargs)
     except TypeError as error:
-        params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "args", "kwargs")]
+        params = []
+        for klass in cls.__mro__:  # an __init__ with **kwargs passes the rest on to its parent's
+            signature = inspect.signature(klass.__init__).parameters
+            params += [p for p in signature if p not in ("self", "args", "kwargs") and p not in params]
+            if "kwargs" not in signature:
+                break
         raise TypeError(f"{what} {cls.__name__}({', '.join(f'{k}=...' for k in kwargs)}): {error}; "
                         f"it accepts {params}") from error
 
@@ -468,6 +531,12 @@ def train(config: dict, # a run config, as from `resolve_config`
     trainer_kwargs = _trainer_kwargs(config)
     L.seed_everything(config.get("seed", 0), workers=True, verbose=False)
     data, model, lit = build(config)
+    init_from = config.get("init_from")
+    if init_from and resume_path:
+        print(f"resuming from {resume_path}: its weights replace those of --init-from {init_from}")
+    elif init_from:
+        loaded = load_init_weights(model, init_from)
+        print(f"initialized from {init_from}: {loaded['tensors']} tensors ({loaded['source']})")
 
     loggers = [CSVLogger(run_dir, name="logs")]  # logs/version_N/metrics.csv: a resumed run adds a version
     if mode != "disabled":
@@ -528,6 +597,9 @@ def train(config: dict, # a run config, as from `resolve_config`
         "samples_per_s": callbacks[2].samples_per_second,
         "parameters": num_parameters(model),
         "world_size": trainer.world_size,
+        "init_from": None if resume_path else init_from,
+        "train_samples": len(data.data_train) if getattr(data, "data_train", None) is not None else None,
+        "feedback": getattr(data, "feedback_report", None),
         "interrupted": trainer.interrupted,
         "time_limit_reached": remaining is not None and remaining <= 0,
         "seconds": round(time.time() - started, 1),
@@ -599,9 +671,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"text-recognizer train: --resume {resume}: no such checkpoint file; give a .ckpt file, a run folder, "
               f"'last', or a W&B artifact like entity/project/model-abc123:latest", file=sys.stderr)
         return 2
+    init_from = config.get("init_from")
+    if init_from and not Path(init_from).exists():
+        print(f"text-recognizer train: --init-from {init_from}: no such file or folder; give a .ckpt file written by "
+              f"`text-recognizer train` or a staged model folder such as {SHIPPED_MODEL_HINT}", file=sys.stderr)
+        return 2
     if config.get("recipe") and (not _started_by_lightning()):
         print(f"recipe {config['recipe']}: {RECIPES[config['recipe']]['about']}")
-    train(config, command=shlex.join(["text-recognizer", "train", *argv]))
+    from text_recognizer.data.modules import FeedbackDatasetError  # a bad --data.feedback_dir
+
+    try:
+        train(config, command=shlex.join(["text-recognizer", "train", *argv]))
+    except (InitFromError, FeedbackDatasetError) as error:
+        print(f"text-recognizer train: {error}", file=sys.stderr)
+        return 2
     return 0
 
 # %% ../nbs/34_training.ipynb
