@@ -69,6 +69,31 @@ def test_fast_loop(tmp_path, data_class, model_class, preset):
     assert torch.isfinite(torch.tensor(summary["test_metrics"]["test/loss"]))
 
 
+class SlowClock:
+    "Stands in for the `time` module of Lightning's Timer: each reading is `step` seconds after the last."
+
+    def __init__(self, step: float):
+        self.now, self.step = 0.0, step
+
+    def monotonic(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_a_run_that_finishes_within_max_time_is_not_reported_as_stopped_by_it(tmp_path, monkeypatch):
+    "Testing the best checkpoint restores the Timer's saved time; the summary must not count it twice."
+    import lightning.pytorch.callbacks.timer as timer_module
+
+    clock = SlowClock(250.0)  # about 40 minutes of Timer time for the run: under max_time, but not counted twice
+    monkeypatch.setattr(timer_module, "time", clock)
+    config = config_for("SyntheticLines", "LineCNN", tmp_path, "cpu", max_epochs=2, max_time="00:01:00:00",
+                        limit_train_batches=2, limit_val_batches=1, limit_test_batches=1)
+    summary = training.train(config)
+    assert summary["global_step"] == 4 and summary["test_metrics"]
+    assert summary["time_limit_reached"] is False
+    assert "stopped at the time limit" not in training.format_summary(summary)
+
+
 # --------------------------------------------------------------------------- memorization
 def memorize(tmp_path, data_class, model_class, preset, steps, batch_size, lr, **model_args) -> float:
     "Train on a single batch for `steps` steps; return the last training loss."

@@ -577,12 +577,13 @@ def train(config: dict, # a run config, as from `resolve_config`
     last = run_dir / "checkpoints" / "last.ckpt"
     best_score = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    # before testing: loading the best checkpoint for the test restores the Timer's saved time as an offset
+    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)  # there when max_time is set
+    remaining = timer.time_remaining("train") if timer is not None else None
     test_metrics = {}
     if config.get("test", True) and not trainer.interrupted:
         results = trainer.test(lit, datamodule=data, ckpt_path=best, verbose=False, weights_only=True)
         test_metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
-    timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)  # there when max_time is set
-    remaining = timer.time_remaining("train") if timer is not None else None
     summary = {
         "run_dir": str(run_dir),
         "best_checkpoint": best,
