@@ -15,6 +15,7 @@ limit). Results go to bench/results/training.json with the command, the machine 
 import argparse
 import datetime
 import json
+import math
 import os
 import sys
 import tempfile
@@ -119,10 +120,15 @@ def recorded_run(run_dir: Path, load: str | None = None, target: float = 0.10) -
     curve = [{"step": int(r["step"]), "val_cer": round(float(r["val/cer"]), 4),
               "seconds_estimated": round(int(r["step"]) * pace)} for r in rows if r.get("val/cer")]
     reached = next((point for point in curve if point["val_cer"] <= target), None)
+    data_args, trainer = config.get("data_args", {}), config.get("trainer", {})
+    planned = (math.ceil(data_args["num_train"] / data_args["batch_size"]) * trainer.get("max_epochs", 1)
+               if data_args.get("num_train") and data_args.get("batch_size") else None)
     return {"command": config.get("command"), "recipe": config.get("recipe"), "seconds": summary["seconds"],
             "global_step": summary["global_step"], "samples_per_s": round(summary["samples_per_s"], 1),
             "best_val_cer": summary["best_score"], "test_cer": summary["test_metrics"].get("test/cer"),
-            "time_limit_reached": summary.get("time_limit_reached"), "val_cer_curve": curve,
+            "planned_steps": planned, "val_cer_curve": curve,
+            # runs before the summary fix counted the Timer twice; a run that made every planned step was not cut short
+            "time_limit_reached": bool(summary.get("time_limit_reached")) and not (planned and summary["global_step"] >= planned),
             "target_cer": target, "reached": reached is not None,
             "seconds_to_target_estimated": reached["seconds_estimated"] if reached else None,
             "steps_to_target": reached["step"] if reached else None,
