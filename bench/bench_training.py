@@ -132,7 +132,7 @@ def recorded_run(run_dir: Path, load: str | None = None, target: float = 0.10) -
             "target_cer": target, "reached": reached is not None,
             "seconds_to_target_estimated": reached["seconds_estimated"] if reached else None,
             "steps_to_target": reached["step"] if reached else None,
-            "batch_size": config.get("data_args", {}).get("batch_size"),
+            "batch_size": data_args.get("batch_size"), "num_train": data_args.get("num_train"),
             "note": "seconds_estimated: the step of each validation times the run's average wall seconds per step",
             "load_average": load, "machine": machine_versions()}
 

@@ -14,7 +14,7 @@ one image at a time, both limited to `--threads` CPU threads (1 by default: one 
 
 Both outputs are cleaned the same way before scoring: typography mapped into the project's vocabulary
 (`normalize_text`), empty lines dropped, a line image's text joined onto one line. CER is the
-character edit distance (`predictor.character_error_rate`) summed over a group divided by the
+character edit distance (`predictor.edit_distance`) summed over a group divided by the
 characters of the truth (newlines count as characters in paragraphs); WER is the same over words.
 Seconds per image are wall-clock: for Tesseract that includes pytesseract writing the image and
 starting the `tesseract` process, which is how it is used. CPU seconds per image (this process plus
@@ -40,17 +40,6 @@ TESSERACT_PSM = {"line": 7, "paragraph": 6}  # 7: one text line; 6: one uniform 
 
 ## Scoring
 
-def edit_distance(prediction, target) -> int:
-    "Levenshtein distance between two sequences (strings, or lists of words)."
-    previous = list(range(len(prediction) + 1))
-    for i, t in enumerate(target, 1):
-        current = [i]
-        for j, p in enumerate(prediction, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (p != t)))
-        previous = current
-    return previous[-1]
-
-
 def clean(text: str, kind: str) -> str:
     "A reader's output in the vocabulary: lines normalized, empty ones dropped; a line image's text on one line."
     from text_recognizer.data.synthetic import normalize_text
@@ -61,9 +50,9 @@ def clean(text: str, kind: str) -> str:
 
 def score(predictions: list[str], truths: list[str], seconds: list[float], cpu: list[float]) -> dict:
     "Corpus CER and WER of `predictions` against `truths`, and the wall and CPU seconds per image."
-    from text_recognizer.predictor import character_error_rate
+    from text_recognizer.predictor import edit_distance
 
-    char_edits = sum(round(character_error_rate(p, t) * max(1, len(t))) for p, t in zip(predictions, truths))
+    char_edits = sum(edit_distance(p, t) for p, t in zip(predictions, truths))
     characters = sum(max(1, len(t)) for t in truths)
     word_edits = sum(edit_distance(p.split(), t.split()) for p, t in zip(predictions, truths))
     words = sum(max(1, len(t.split())) for t in truths)

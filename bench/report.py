@@ -405,7 +405,7 @@ def training_section(data) -> list[str]:
     run = data.get("make_train")
     if run:
         minutes = (number(run.get("seconds")) or 0) / 60
-        samples = (run.get("global_step") or 0) * (run.get("batch_size") or 0)
+        samples = run.get("num_train") or (run.get("global_step") or 0) * (run.get("batch_size") or 0)
         lines += ["", f"- `make train` (recipe `{run.get('recipe')}`, {samples:,} lines, one pass): {minutes:.0f} minutes, "
                   f"best val CER {pct(run.get('best_val_cer'))}, test CER {pct(run.get('test_cer'))}"
                   + (f"; val CER ≤ {pct(run.get('target_cer'))} after about "

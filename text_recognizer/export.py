@@ -15,7 +15,6 @@ import datetime
 import hashlib
 import importlib
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .utils import replace_folder
 from .metadata import BLANK_INDEX, SPECIAL_TOKENS, VOCABULARY
 from text_recognizer.predictor import (
     SEGMENTATION_DEFAULTS,
@@ -221,17 +221,6 @@ def sha256_of(path) -> str:
             digest.update(block)
     return digest.hexdigest()
 
-
-def _replace_folder(source: Path, target: Path):
-    "Move the complete folder `source` to `target`, replacing an old `target` only once the new one is ready."
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        target.rename(old)
-        source.rename(target)
-        shutil.rmtree(old)
-    else:
-        source.rename(target)
-
 # %% ../nbs/40_export.ipynb
 def export_recognizer(recognizer: nn.Module, # LineRecognizer or ParagraphRecognizer, eval mode
                       out_dir, # the artifact folder to create (or replace)
@@ -268,7 +257,7 @@ def export_recognizer(recognizer: nn.Module, # LineRecognizer or ParagraphRecogn
         (building / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         for name, content in (extra_files or {}).items():
             (building / name).write_text(content(config) if callable(content) else content)
-        _replace_folder(building, out_dir)
+        replace_folder(building, out_dir)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise

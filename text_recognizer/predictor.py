@@ -8,7 +8,7 @@ __all__ = ['MAX_IMAGE_BYTES', 'MAX_IMAGE_SIDE', 'MIN_IMAGE_SIDE', 'SEGMENTATION_
            'normalize_page', 'otsu_threshold', 'paper_darkness', 'ink_mask', 'segment_lines', 'line_to_array',
            'page_to_array', 'prepare_image', 'ArtifactError', 'read_artifact_config', 'silence_torchscript_deprecation',
            'OnnxBackend', 'TorchScriptBackend', 'choose_backend', 'decode_outputs', 'summarize_lines',
-           'ParagraphTextRecognizer', 'main', 'character_error_rate', 'demo']
+           'ParagraphTextRecognizer', 'main', 'edit_distance', 'character_error_rate', 'demo']
 
 # %% ../nbs/42_predictor.ipynb
 import argparse
@@ -602,15 +602,20 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failures else 0
 
 # %% ../nbs/42_predictor.ipynb
-def character_error_rate(prediction: str, target: str) -> float:
-    "Edit distance between `prediction` and `target` divided by the length of `target`."
+def edit_distance(prediction, target) -> int:
+    "Levenshtein distance between two sequences: strings (characters) or lists of words."
     previous = list(range(len(prediction) + 1))
     for i, t in enumerate(target, 1):
         current = [i]
         for j, p in enumerate(prediction, 1):
             current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (p != t)))
         previous = current
-    return previous[-1] / max(1, len(target))
+    return previous[-1]
+
+
+def character_error_rate(prediction: str, target: str) -> float:
+    "Edit distance between `prediction` and `target` divided by the length of `target`."
+    return edit_distance(prediction, target) / max(1, len(target))
 
 # %% ../nbs/42_predictor.ipynb
 def _demo_paragraph(seed: int) -> tuple[Image.Image, str]:

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from .predictor import DEFAULT_ARTIFACT_DIR, ArtifactError, read_artifact_config
-from .utils import home_dir
+from .utils import home_dir, replace_folder
 
 # %% ../nbs/41_registry.ipynb
 SCORE_IN_NAME = re.compile(r"(?:^|[-_])(?P<metric>[A-Za-z_]+)=(?P<value>\d+(?:\.\d+)?(?:e-?\d+)?)\.ckpt$")
@@ -289,13 +289,7 @@ def fetch(reference: str, # ENTITY/PROJECT/NAME:ALIAS or :vN
         except Exception as error:  # network, authentication, unknown name: all reported the same way
             raise FetchError(f"could not download {reference} from W&B ({type(error).__name__}: {error})") from None
         read_artifact_config(download)  # a complete model folder, or ArtifactError
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            out_dir.rename(old)
-            download.rename(out_dir)
-            shutil.rmtree(old)
-        else:
-            download.rename(out_dir)
+        replace_folder(download, out_dir)
     except BaseException:
         shutil.rmtree(download, ignore_errors=True)
         raise
