@@ -833,19 +833,10 @@ def export_flagged_dataset(store: MonitoringStore, folder, flags=("incorrect",))
 
 
 def read_feedback_dataset(folder) -> list[tuple[Image.Image, str]]:
-    "The (image, text) pairs of a folder written by `export_flagged_dataset`."
-    folder = Path(folder)
-    labels = folder / "labels.jsonl"
-    if not labels.exists():
-        raise FileNotFoundError(f"{labels} not found: make the folder with export_flagged_dataset or `text-recognizer monitor --export-flagged`")
-    pairs = []
-    for number, line in enumerate(labels.read_text().splitlines(), 1):
-        if line.strip():
-            item = json.loads(line)
-            if not isinstance(item.get("image"), str) or not isinstance(item.get("text"), str):
-                raise ValueError(f"{labels}:{number}: each line needs an 'image' path and a 'text' label; got {line[:80]!r}")
-            pairs.append((_to_pil(folder / item["image"]).convert("L"), item["text"]))
-    return pairs
+    "The (image, text) pairs of a folder written by `export_flagged_dataset`, checked as training will read them."
+    from text_recognizer.data.modules import read_feedback_pages  # a lower layer: the one reader of this format
+
+    return [(image, text) for image, text, _ in read_feedback_pages(folder)]
 
 # %% ../nbs/60_monitoring.ipynb
 def summary(frame) -> dict:

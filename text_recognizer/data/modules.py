@@ -4,7 +4,7 @@
 
 # %% auto 0
 __all__ = ['TEST_SPLITS', 'RenderedCache', 'SyntheticLines', 'SyntheticParagraphs', 'SyntheticCharacters', 'FeedbackDatasetError',
-           'resolve_segmenter', 'read_feedback_lines', 'RepeatedDataset', 'encode_line']
+           'resolve_segmenter', 'read_feedback_pages', 'read_feedback_lines', 'RepeatedDataset', 'encode_line']
 
 # %% ../../nbs/17_data.modules.ipynb
 import importlib
@@ -233,16 +233,14 @@ def _read_image(path: Path, where: str) -> Image.Image:
                                    "labels.jsonl.") from None
 
 # %% ../../nbs/17_data.modules.ipynb
-def read_feedback_lines(folder,  # a folder with labels.jsonl and the images it names (`export_flagged_dataset`)
-                        segmenter=None,  # page -> line boxes (or its 'package.module:function'); None: line images
-                        ) -> tuple[list, list[str], dict]:
-    "The line images and texts in a feedback folder (pages cut into lines by `segmenter`), and what was used."
-    folder, segmenter = Path(folder), resolve_segmenter(segmenter)
-    labels = folder / "labels.jsonl"
+def read_feedback_pages(folder,  # a folder with labels.jsonl and the images it names (`export_flagged_dataset`)
+                        ) -> list[tuple[Image.Image, str, str]]:
+    "(greyscale image, text as labelled, where) of each example in a feedback folder, every label and image checked."
+    labels = Path(folder) / "labels.jsonl"
     if not labels.is_file():
         raise FeedbackDatasetError(f"{labels} not found: a feedback folder holds labels.jsonl and the images it names; "
                                    "write one with `text-recognizer monitor --export-flagged FOLDER`")
-    images, texts, report = [], [], {"folder": str(folder), "examples": 0, "used": 0, "skipped": []}
+    pages = []
     for number, row in enumerate(labels.read_text().splitlines(), 1):
         if not row.strip():
             continue
@@ -259,22 +257,33 @@ def read_feedback_lines(folder,  # a folder with labels.jsonl and the images it 
             raise FeedbackDatasetError(f"{where}: an empty label; write the text the image shows, or delete the line")
         for line in lines:
             _check_line(line, where)
-        image = _read_image(folder / item["image"], where)
+        pages.append((_read_image(Path(folder) / item["image"], where), item["text"], where))
+    if not pages:
+        raise FeedbackDatasetError(f"{labels} holds no examples; flag and correct some predictions first")
+    return pages
+
+
+def read_feedback_lines(folder,  # a folder with labels.jsonl and the images it names (`export_flagged_dataset`)
+                        segmenter=None,  # page -> line boxes (or its 'package.module:function'); None: line images
+                        ) -> tuple[list, list[str], dict]:
+    "The line images and texts in a feedback folder (pages cut into lines by `segmenter`), and what was used."
+    folder, segmenter = Path(folder), resolve_segmenter(segmenter)
+    images, texts, report = [], [], {"folder": str(folder), "examples": 0, "used": 0, "skipped": []}
+    for image, text, where in read_feedback_pages(folder):
+        lines = [line.strip() for line in text.split("\n") if line.strip()]
         report["examples"] += 1
         if segmenter is None and len(lines) > 1:
             raise FeedbackDatasetError(
-                f"{where}: the text has {len(lines)} lines, so {item['image']} is a page; give a segmenter to cut "
+                f"{where}: the text has {len(lines)} lines, so the image is a page; give a segmenter to cut "
                 "pages into lines (feedback_segmenter='text_recognizer.predictor:segment_lines', on the command "
                 "line --data.feedback_segmenter text_recognizer.predictor:segment_lines), or a folder of line images")
         boxes = [(0, 0, *image.size)] if segmenter is None else segmenter(image)
         if len(boxes) != len(lines):
-            report["skipped"].append(f"{item['image']}: {len(boxes)} line(s) found, {len(lines)} in the text")
+            report["skipped"].append(f"{where}: {len(boxes)} line(s) found, {len(lines)} in the text")
             continue
         images += [image.crop(tuple(box)) for box in boxes]
         texts += lines
         report["used"] += 1
-    if report["examples"] == 0:
-        raise FeedbackDatasetError(f"{labels} holds no examples; flag and correct some predictions first")
     return images, texts, {**report, "lines": len(texts)}
 
 # %% ../../nbs/17_data.modules.ipynb
