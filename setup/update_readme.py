@@ -7,8 +7,10 @@ starting with `**Time:**`. The "Open in Colab" links are built from settings.ini
 
 Every lab also starts with the same setup cell, which in Colab clones this repository at the
 release the labs were written for (`v` + settings.ini's `version`) and installs it; where that
-release has not been tagged yet it falls back to the default branch, saying so. Ten copies of one
-cell drift apart when edited by hand, so this script writes them all from `colab_setup_cell()`.
+release has not been tagged yet it falls back to the default branch, saying so, and installs the
+`course` extra: everything any lab runs (`make test-colab` runs this very cell in a fresh virtual
+environment, then every lab). Ten copies of one cell drift apart when edited by hand, so this script
+writes them all from `colab_setup_cell()`.
 
 `--check` exits 1 when README.md or a lab's setup cell is out of date, for `make test`.
 """
@@ -63,14 +65,15 @@ def colab_setup_cell() -> str:
     s = settings()
     return f'''{SETUP_CELL_START}  # noqa: E401
 REPO, REF = "{s['user']}/{s['repo']}", "v{s['version']}"  # REF: the release these labs were written for
+HOME = os.environ.get("TEXT_RECOGNIZER_HOME", "/content/text-recognizer")  # where Colab keeps the clone
 if "google.colab" in sys.modules:
-    if not os.path.isdir("/content/text-recognizer"):
-        clone = ["git", "clone", "-q", "--depth", "1", f"https://github.com/{{REPO}}", "/content/text-recognizer"]
+    if not os.path.isdir(HOME):
+        clone = ["git", "clone", "-q", "--depth", "1", f"https://github.com/{{REPO}}", HOME]
         if subprocess.run(clone[:-2] + ["-b", REF] + clone[-2:]).returncode != 0:
             print(f"release {{REF}} is not tagged yet: cloning the default branch instead")
             subprocess.run(clone, check=True)
-        subprocess.run("pip install -q -e '/content/text-recognizer[all]'", shell=True, check=True)
-    sys.path.insert(0, "/content/text-recognizer"); os.chdir("/content/text-recognizer/labs")  # noqa: E702'''
+        subprocess.run(f"pip install -q -e '{{HOME}}[course]'", shell=True, check=True)
+    sys.path.insert(0, HOME); os.chdir(os.path.join(HOME, "labs"))  # noqa: E702'''
 
 
 def sync_setup_cell(path: Path, write: bool) -> bool:
