@@ -34,7 +34,7 @@ system-packages:  ## Debian packages the tests use (Chromium, Tesseract), instal
 	@bash setup/system-packages.sh
 
 check-sync: $(STAMP)  ## fail when the library or the notebooks are out of sync with nbdev
-	@$(PY) tests/check_sync.py
+	@$(PY) setup/check_sync.py
 	@$(PY) setup/update_readme.py --check
 
 lint: $(STAMP)  ## ruff over the library, the tests, the benchmarks and the setup scripts

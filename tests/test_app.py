@@ -5,119 +5,10 @@ Nothing here leaves the machine: `--share` is pointed at a closed local port, an
 path that does not exist (the app refuses before pyngrok could download anything).
 """
 
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 from PIL import Image
-
-ROOT = Path(__file__).resolve().parents[1]
-STARTUP_TIMEOUT_S = 180  # importing gradio and torch on 2 busy cores takes a while
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def closed_port() -> int:
-    "A port on 127.0.0.1 nobody listens on (bound, then released)."
-    return free_port()
-
-
-@pytest.fixture(scope="session")
-def artifact_dir(tmp_path_factory) -> Path:
-    "The shipped model (or $TEXT_RECOGNIZER_ARTIFACT); before one is staged, an untrained exported model."
-    from text_recognizer.predictor import ArtifactError, ParagraphTextRecognizer
-
-    try:
-        return Path(ParagraphTextRecognizer().artifact_dir)
-    except ArtifactError:
-        from text_recognizer.export import export_untrained_example
-
-        return Path(export_untrained_example(tmp_path_factory.mktemp("untrained") / "model"))
-
-
-@pytest.fixture(scope="session")
-def recognizer(artifact_dir):
-    from text_recognizer.predictor import ParagraphTextRecognizer
-
-    return ParagraphTextRecognizer(artifact_dir)
-
-
-@pytest.fixture(scope="session")
-def page(tmp_path_factory) -> Path:
-    "A rendered paragraph of synthetic handwriting, as a PNG file."
-    from text_recognizer.data.synthetic import render_paragraph
-
-    path = tmp_path_factory.mktemp("pages") / "page.png"
-    render_paragraph(["The quick brown fox", "jumps over 12 lazy dogs."], seed=7).save(path)
-    return path
-
-
-def app_env(home: Path, artifact_dir: Path, **extra) -> dict:
-    env = {**os.environ, "TEXT_RECOGNIZER_HOME": str(home), "TEXT_RECOGNIZER_ARTIFACT": str(artifact_dir),
-           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", "HF_HOME": str(home / "hf")}
-    env.pop("NGROK_AUTHTOKEN", None)
-    env.pop("TEXT_RECOGNIZER_MONITORING_S3", None)
-    env.pop("TEXT_RECOGNIZER_MONITORING_DB", None)
-    env.update(extra)
-    return env
-
-
-CLI = [sys.executable, "-c", "import sys; from text_recognizer.cli import main; sys.exit(main())"]
-
-
-class AppProcess:
-    "`text-recognizer demo --port PORT ...` in a subprocess; `url` once it says it is serving."
-
-    def __init__(self, args: list[str], env: dict, log: Path):
-        self.port = free_port()
-        self.log = log
-        self.process = subprocess.Popen([*CLI, "demo", "--port", str(self.port), *args], cwd=ROOT, env=env,
-                                        stdout=open(log, "wb"), stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{self.port}/"
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while f"running on {self.url}" not in self.output():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the app did not start:\n{self.output()}")
-            time.sleep(0.5)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> int:
-        "Ctrl+C, as a person would; the exit code."
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, artifact_dir):
-    home = tmp_path_factory.mktemp("home")
-    app = AppProcess([], app_env(home, artifact_dir), home / "app.log")
-    app.home = home
-    yield app
-    assert app.stop() == 0, app.output()
-
-
-def client_for(url: str):
-    from gradio_client import Client
-
-    return Client(url, verbose=False, download_files=False)
 
 
 def test_demo_prints_its_address_and_binds_loopback_only(served):
@@ -141,7 +32,7 @@ def test_config_has_analytics_off_a_queue_and_an_upload_limit(served):
     assert {d["api_name"] for d in config["dependencies"]} >= {"recognize", "recognize_drawing", "flag"}
 
 
-def test_gradio_client_reads_what_the_predictor_reads(served, recognizer, page):
+def test_gradio_client_reads_what_the_predictor_reads(served, recognizer, page, client_for):
     from gradio_client import handle_file
 
     text, details = client_for(served.url).predict(handle_file(str(page)), api_name="/recognize")
@@ -149,7 +40,7 @@ def test_gradio_client_reads_what_the_predictor_reads(served, recognizer, page):
     assert f"`{recognizer.version}`" in details and "latency" in details
 
 
-def test_every_reading_is_recorded_and_a_flag_lands_on_it(served, recognizer, page):
+def test_every_reading_is_recorded_and_a_flag_lands_on_it(served, recognizer, page, client_for):
     from gradio_client import handle_file
 
     from text_recognizer.monitoring import SQLiteStore
@@ -169,7 +60,7 @@ def test_every_reading_is_recorded_and_a_flag_lands_on_it(served, recognizer, pa
     assert store.image_bytes(row["image_sha256"]) == page.read_bytes()  # the very bytes that were uploaded
 
 
-def test_the_drawing_endpoint_reads_a_drawing(served, recognizer, page):
+def test_the_drawing_endpoint_reads_a_drawing(served, recognizer, page, client_for):
     from gradio_client import handle_file
 
     drawing = {"background": None, "layers": [], "composite": handle_file(str(page))}
@@ -177,7 +68,7 @@ def test_the_drawing_endpoint_reads_a_drawing(served, recognizer, page):
     assert text == recognizer.predict(Image.open(page).convert("RGB"))
 
 
-def test_bad_input_gets_a_message_and_the_server_keeps_serving(served, recognizer, page, tmp_path):
+def test_bad_input_gets_a_message_and_the_server_keeps_serving(served, recognizer, page, tmp_path, client_for):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
@@ -197,7 +88,8 @@ def test_bad_input_gets_a_message_and_the_server_keeps_serving(served, recognize
     assert client.predict(handle_file(str(page)), api_name="/recognize")[0] == recognizer.predict(str(page))
 
 
-def test_model_url_reads_through_the_lambda_function(tmp_path, artifact_dir, recognizer, page):
+def test_model_url_reads_through_the_lambda_function(tmp_path, artifact_dir, recognizer, page, start_app,
+                                                      make_app_env, client_for):
     "The app in front of the real handler, behind the local Lambda runtime and its function URL."
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
@@ -206,8 +98,8 @@ def test_model_url_reads_through_the_lambda_function(tmp_path, artifact_dir, rec
 
     env = {"TEXT_RECOGNIZER_ARTIFACT": str(artifact_dir), "TEXT_RECOGNIZER_HOME": str(tmp_path / "lambda-home")}
     with LocalLambdaRuntime(port=0, env=env, log_path=tmp_path / "lambda.log") as runtime:
-        app = AppProcess(["--model-url", runtime.url + "/", "--timeout", "60"],
-                         app_env(tmp_path / "home", artifact_dir), tmp_path / "app.log")
+        app = start_app(["--model-url", runtime.url + "/", "--timeout", "60"],
+                        make_app_env(tmp_path / "home", artifact_dir), tmp_path / "app.log")
         try:
             client = client_for(app.url)
             text, details = client.predict(handle_file(str(page)), api_name="/recognize")
@@ -222,9 +114,9 @@ def test_model_url_reads_through_the_lambda_function(tmp_path, artifact_dir, rec
 
 
 @pytest.fixture
-def app_main(tmp_path, artifact_dir, monkeypatch):
+def app_main(tmp_path, artifact_dir, monkeypatch, make_app_env):
     "`text-recognizer app ...` in this process (for the commands that stop before serving for long)."
-    for name, value in app_env(tmp_path, artifact_dir).items():
+    for name, value in make_app_env(tmp_path, artifact_dir).items():
         monkeypatch.setenv(name, value)
     for name in ("NGROK_AUTHTOKEN", "PYNGROK_NGROK_PATH", "GRADIO_SHARE_SERVER_ADDRESS"):
         monkeypatch.delenv(name, raising=False)
@@ -233,21 +125,21 @@ def app_main(tmp_path, artifact_dir, monkeypatch):
     return main
 
 
-def test_share_fails_clearly_without_leaving_the_machine(app_main, tmp_path, capsys):
-    port = closed_port()
+def test_share_fails_clearly_without_leaving_the_machine(app_main, tmp_path, capsys, free_port):
+    port = free_port()  # closed: bound, then released
     assert app_main(["--port", str(free_port()), "--share", "--share-server", f"127.0.0.1:{port}"]) == 2
     error = capsys.readouterr().err
     assert f"127.0.0.1:{port}" in error and "leave --share off" in error
     assert not (tmp_path / "hf" / "gradio" / "frpc").exists()  # gradio's tunnel binary was never fetched
 
 
-def test_ngrok_needs_a_token(app_main, capsys):
+def test_ngrok_needs_a_token(app_main, capsys, free_port):
     assert app_main(["--port", str(free_port()), "--ngrok"]) == 2
     assert "NGROK_AUTHTOKEN" in capsys.readouterr().err
 
 
 def test_ngrok_without_the_agent_says_how_to_install_it_and_downloads_nothing(app_main, tmp_path, monkeypatch,
-                                                                              capsys):
+                                                                              capsys, free_port):
     agent = tmp_path / "bin" / "ngrok"
     monkeypatch.setenv("NGROK_AUTHTOKEN", "test-token-not-real")  # a token alone turns the tunnel on
     monkeypatch.setenv("PYNGROK_NGROK_PATH", str(agent))

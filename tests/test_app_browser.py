@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from test_app import app_env, artifact_dir, page, recognizer, served  # noqa: F401 (fixtures)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -35,7 +34,7 @@ def browser():
 
 
 @pytest.fixture
-def open_page(browser, served):  # noqa: F811
+def open_page(browser, served):
     "A fresh page on the app; afterwards, checks that nothing was requested from another host."
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     tab = context.new_page()
@@ -79,14 +78,14 @@ def error_toast(tab, words: str) -> str:
     return toast.inner_text()
 
 
-def test_upload_reads_what_the_predictor_reads(open_page, recognizer, page):  # noqa: F811
+def test_upload_reads_what_the_predictor_reads(open_page, recognizer, page):
     text = recognize_upload(open_page, page)
     assert text == recognizer.predict(str(page))
     assert f"{recognizer.version}" in details_text(open_page)
     open_page.screenshot(path=str(SCREENSHOTS / "text_recognizer_app_upload.png"), full_page=True)
 
 
-def test_errors_are_shown_and_the_server_keeps_serving(open_page, recognizer, page, tmp_path):  # noqa: F811
+def test_errors_are_shown_and_the_server_keeps_serving(open_page, recognizer, page, tmp_path):
     open_page.locator("#recognize-upload").click()  # nothing uploaded yet
     assert "Upload a photo" in error_toast(open_page, "No image to read")
     open_page.screenshot(path=str(SCREENSHOTS / "text_recognizer_app_no_image.png"), full_page=True)
@@ -101,7 +100,7 @@ def test_errors_are_shown_and_the_server_keeps_serving(open_page, recognizer, pa
     assert recognize_upload(open_page, page) == recognizer.predict(str(page))
 
 
-def test_draw_then_flag_the_reading(open_page, served, recognizer):  # noqa: F811
+def test_draw_then_flag_the_reading(open_page, served, recognizer):
     from text_recognizer.monitoring import SQLiteStore
 
     tab = open_page

@@ -8,11 +8,8 @@ Run: .venv/bin/pytest tests/test_deploy.py -p no:cacheprovider   (about 30 s on 
 """
 
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import boto3
@@ -30,32 +27,6 @@ from text_recognizer.deploy import (
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = "eu-west-1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    "moto's server on 127.0.0.1 validating image URIs against its ECR, with AWS managed policies loaded."
-    port = free_port()
-    env = {**os.environ, "MOTO_LAMBDA_STUB_ECR": "false", "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
-    process = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture

@@ -21,13 +21,13 @@ def repo_copy(tmp_path):
     for name in ["nbs", "labs", "text_recognizer"]:
         if (ROOT / name).exists():
             shutil.copytree(ROOT / name, tmp_path / name, ignore=ignore)
-    (tmp_path / "tests").mkdir()
-    shutil.copy2(ROOT / "tests" / "check_sync.py", tmp_path / "tests" / "check_sync.py")
+    (tmp_path / "setup").mkdir()
+    shutil.copy2(ROOT / "setup" / "check_sync.py", tmp_path / "setup" / "check_sync.py")
     return tmp_path
 
 
 def run_check(repo: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(repo / "tests" / "check_sync.py")], capture_output=True, text=True)
+    return subprocess.run([sys.executable, str(repo / "setup" / "check_sync.py")], capture_output=True, text=True)
 
 
 def test_sync_check_passes_on_the_committed_tree(repo_copy):

@@ -6,9 +6,6 @@ answer must be a well-formed response with a 4xx status (or 200, when a mutation
 readable image). Hypothesis runs derandomized with a fixed number of examples per test, so the run
 is repeatable. URLs stay offline: only schemes we refuse, IP literals and localhost.
 
-The predictor behind it is tests/lambda_test_handler.py's: the real one once it loads, else the
-stand-in (PROVISIONAL until the predictor lands).
-
 Run: .venv/bin/pytest tests/test_handler_fuzz.py -p no:cacheprovider   (about 40 s on 2 cores)
 """
 
@@ -19,7 +16,6 @@ import json
 import struct
 import zlib
 
-import lambda_test_handler  # noqa: F401 (installs the stand-in predictor until the real one loads)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image

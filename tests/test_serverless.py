@@ -2,13 +2,12 @@
 
 Good images in every event shape (direct invocation with a data URL or bare base64, a function URL with
 raw image bytes or a JSON body, an API Gateway v2 event with a base64-encoded JSON body, an s3://
-image_url read from moto's S3) read the text the predictor gives in-process; every bad-input class
-gets its 4xx; faults of the service are a generic 500; logs are JSON lines.
+image_url read from moto's S3) read the text the shipped model gives in-process; every bad-input class
+gets its 4xx; faults of the service are a generic 500; logs are JSON lines. A fetch has one deadline
+(a dripping HTTPS server, a stalled or resetting S3 endpoint on loopback), and the local runtime
+keeps an invocation that a poller which gave up would have taken.
 
-The expected text comes from tests/lambda_test_handler.py: the real predictor once it loads, until then
-a deterministic stand-in (PROVISIONAL; see that module).
-
-Run: .venv/bin/pytest tests/test_serverless.py -p no:cacheprovider   (about 20 s on 2 cores)
+Run: .venv/bin/pytest tests/test_serverless.py -p no:cacheprovider   (about 40 s on 2 cores)
 """
 
 import base64
@@ -17,6 +16,7 @@ import json
 import os
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -24,23 +24,14 @@ import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
-import lambda_test_handler
 import pytest
 from PIL import Image, ImageDraw
 
 from text_recognizer import serverless
-from text_recognizer.serverless_local import MAX_REQUEST_BYTES, LocalLambdaRuntime
+from text_recognizer.serverless_local import MAX_REQUEST_BYTES, RUNTIME_PREFIX, LocalLambdaRuntime
 
-TESTS = Path(__file__).resolve().parent
 BUCKET = "text-recognizer-test-images"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def page_image(text="The quick brown fox\njumps over the lazy dog.", size=(640, 160)) -> Image.Image:
@@ -59,49 +50,27 @@ def encode(image: Image.Image, fmt="PNG") -> bytes:
 
 
 def expected_text(data: bytes) -> str:
-    "What the predictor in this process reads in `data`."
-    predictor, load_image = lambda_test_handler.reference()
-    return predictor.predict_with_details(load_image(data))["text"]
+    "What the shipped model, in this process, reads in `data`."
+    return serverless.get_predictor().predict_with_details(serverless.decode_image(data))["text"]
 
 
 @pytest.fixture(scope="module")
-def moto_endpoint():
-    "moto's AWS emulator on 127.0.0.1, with a bucket holding page.png."
-    port = free_port()
-    process = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        import boto3
+def bucket(moto_endpoint, moto_env) -> str:
+    "A bucket on moto's S3 holding pages/page.png."
+    import boto3
 
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                          aws_secret_access_key="testing")  # noqa: S106 (moto's fake credentials)
-        s3.create_bucket(Bucket=BUCKET)
-        s3.put_object(Bucket=BUCKET, Key="pages/page.png", Body=encode(page_image()))
-        yield endpoint
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def aws_env(endpoint: str) -> dict:
-    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")  # noqa: S106 (moto's fake credentials)
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key="pages/page.png", Body=encode(page_image()))
+    return BUCKET
 
 
 @pytest.fixture(scope="module")
-def runtime(moto_endpoint, tmp_path_factory):
-    "The test handler behind the local runtime, through real awslambdaric; payloads up to 12 MB reach it."
+def runtime(bucket, moto_env, tmp_path_factory):
+    "The real handler behind the local runtime, through real awslambdaric; payloads up to 12 MB reach it."
     log_path = tmp_path_factory.mktemp("lambda") / "function.log"
-    env = {**aws_env(moto_endpoint), "PYTHONPATH": str(TESTS)}
-    with LocalLambdaRuntime("lambda_test_handler.handler", port=0, env=env, log_path=log_path,
-                            max_request_bytes=12 * 2**20) as running:
+    with LocalLambdaRuntime(port=0, env=moto_env, log_path=log_path, max_request_bytes=12 * 2**20) as running:
         running.log_file = log_path
         yield running
 
@@ -162,8 +131,8 @@ def test_api_gateway_v2_event_with_base64_encoded_json_body(runtime):
     assert json.loads(answer["body"])["pred"] == expected_text(JPEG)
 
 
-def test_s3_image_url(runtime):
-    status, answer = direct(runtime, {"image_url": f"s3://{BUCKET}/pages/page.png"})
+def test_s3_image_url(runtime, bucket):
+    status, answer = direct(runtime, {"image_url": f"s3://{bucket}/pages/page.png"})
     assert status == 200 and answer["pred"] == expected_text(PNG)
 
 
@@ -251,8 +220,7 @@ def test_bad_function_url_requests_get_their_4xx(runtime, path, body, content_ty
 
 
 def test_runtime_refuses_requests_over_lambdas_6_mb_limit(tmp_path):
-    with LocalLambdaRuntime("lambda_test_handler.handler", port=0, env={"PYTHONPATH": str(TESTS)},
-                            log_path=tmp_path / "log") as small:
+    with LocalLambdaRuntime(port=0, log_path=tmp_path / "log") as small:
         status, _, answer = post(small.invocations_url, b'{"image": "' + b"A" * MAX_REQUEST_BYTES + b'"}')
         assert status == 413 and answer["errorType"] == "RequestEntityTooLargeException"
         status, _, answer = post(small.url + "/", b"\x89PNG" + b"\x00" * MAX_REQUEST_BYTES, "image/png")
@@ -275,7 +243,7 @@ def restore_predictor():
 
 
 def test_service_fault_is_a_generic_500_with_a_logged_traceback(restore_predictor, capsys):
-    serverless.set_predictor(BrokenPredictor(), lambda_test_handler.stand_in_load_image)
+    serverless.set_predictor(BrokenPredictor())
     answer = serverless.handler({"image": base64.b64encode(PNG).decode()})
     assert answer["statusCode"] == 500 and "secret" not in answer["error"] and "request id" in answer["error"]
     http = serverless.handler({"body": PNG.hex(), "headers": {"content-type": "application/json"}})
@@ -288,31 +256,34 @@ def test_monitoring_failure_never_fails_the_request(restore_predictor, monkeypat
     import types
 
     broken = types.ModuleType("text_recognizer.monitoring")
+    broken.MONITORING_S3_ENV_VAR = "TEXT_RECOGNIZER_MONITORING_S3"
+    broken.Recorder = lambda store: store
     broken.open_store = lambda location: (_ for _ in ()).throw(ConnectionError("store down"))
     monkeypatch.setitem(sys.modules, "text_recognizer.monitoring", broken)
     monkeypatch.setattr("text_recognizer.monitoring", broken, raising=False)
-    monkeypatch.setenv(serverless.MONITORING_ENV_VAR, "s3://monitoring-bucket/records")
+    monkeypatch.setenv(broken.MONITORING_S3_ENV_VAR, "s3://monitoring-bucket/records")
     serverless._monitoring.clear()
     answer = serverless.handler({"image": base64.b64encode(PNG).decode()})
     assert answer["pred"] == expected_text(PNG)
     log = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    assert any(line["event"] == "monitoring_failed" and "store down" in line["error"] for line in log)
+    assert any(line["event"] == "monitoring_failed" and "store down" in line["error"] for line in log), log
     assert [line["monitored"] for line in log if line["event"] == "prediction"] == [False]
+    serverless._monitoring.clear()
 
 
-def test_monitoring_records_reach_s3(restore_predictor, moto_endpoint, monkeypatch):
-    pytest.importorskip("text_recognizer.monitoring")
+def test_monitoring_records_reach_s3(restore_predictor, moto_env, monkeypatch):
     from text_recognizer import monitoring
 
-    for key, value in aws_env(moto_endpoint).items():
+    for key, value in moto_env.items():
         monkeypatch.setenv(key, value)
     import boto3
 
     boto3.client("s3").create_bucket(Bucket="monitoring-records")
-    monkeypatch.setenv(serverless.MONITORING_ENV_VAR, "s3://monitoring-records/lambda")
+    monkeypatch.setenv(monitoring.MONITORING_S3_ENV_VAR, "s3://monitoring-records/lambda")
     serverless._monitoring.clear()
     answer = serverless.handler({"image": base64.b64encode(PNG).decode()})
     assert answer["pred"] == expected_text(PNG)
+    serverless._monitoring["recorder"].close()  # the background writer flushes
     frame = monitoring.open_store("s3://monitoring-records/lambda").records()
     assert list(frame["text"]) == [answer["pred"]] and list(frame["source"]) == ["lambda"]
     serverless._monitoring.clear()
@@ -337,6 +308,16 @@ def tls_server(tmp_path_factory):
                 self.send_header("Content-Length", str(len(PNG)))
                 self.end_headers()
                 self.wfile.write(PNG)
+            elif self.path == "/drip":  # a valid start, then one byte every 2 s, for up to 40 s
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                self.wfile.flush()
+                for _ in range(20):
+                    time.sleep(2)
+                    try:
+                        self.wfile.write(b"X")
+                        self.wfile.flush()
+                    except OSError:
+                        return
             elif self.path == "/moved":
                 self.send_response(302)
                 self.send_header("Location", "https://169.254.169.254/")
@@ -377,3 +358,118 @@ def test_handler_module_imports_without_the_predictor():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                             env={**os.environ, "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9"})
     assert result.returncode == 0 and result.stdout.strip().splitlines()[-1] == "415", result.stderr
+
+
+# ---------------------------------------------------------------- one deadline per fetch, 4xx for client faults
+
+def test_a_dripping_https_server_is_cut_off_at_the_deadline(tls_server):
+    base, context = tls_server
+    start = time.monotonic()
+    with pytest.raises(serverless.BadInputError) as caught:
+        serverless.fetch_https(base + "/drip", ssl_context=context, allow_private=True, deadline_s=3)
+    elapsed = time.monotonic() - start
+    assert caught.value.status == 422 and "within 3 s" in caught.value.message
+    assert elapsed < 4, elapsed  # one deadline for headers and body, though every byte came within 2 s
+
+
+def finishes_within(seconds: float, call):
+    "(finished in time, result or exception) of `call()` run in a thread."
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(call())
+        except BaseException as error:  # noqa: BLE001 (handed back to the test)
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return (not thread.is_alive()), (outcome[0] if outcome else None)
+
+
+@pytest.fixture
+def loopback_s3(monkeypatch):
+    "Point boto3 at a loopback endpoint served by `behaviour(connection)`; yields a function that starts it."
+    servers = []
+
+    def start(behaviour):
+        server = socket.create_server(("127.0.0.1", 0))
+        servers.append(server)
+
+        def serve():
+            while True:
+                try:
+                    connection, _ = server.accept()
+                except OSError:
+                    return
+                threading.Thread(target=behaviour, args=(connection,), daemon=True).start()
+
+        threading.Thread(target=serve, daemon=True).start()
+        endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
+        for key, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                           "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+            monkeypatch.setenv(key, value)
+        return endpoint
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def stall(connection):
+    "Read the request, then say nothing for a minute."
+    connection.recv(65536)
+    time.sleep(60)
+    connection.close()
+
+
+def reset(connection):
+    "Read the request, then reset the connection (RST, not FIN)."
+    connection.recv(65536)
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    connection.close()
+
+
+def test_a_stalled_s3_endpoint_is_cut_off_within_the_deadline(loopback_s3, monkeypatch):
+    loopback_s3(stall)
+    monkeypatch.setattr(serverless, "FETCH_TIMEOUT_S", 3)
+    start = time.monotonic()
+    finished, outcome = finishes_within(10, lambda: serverless.fetch_image_url("s3://bucket/page.png"))
+    assert finished and time.monotonic() - start < 3.5, "botocore's timeouts and retries overran the deadline"
+    assert isinstance(outcome, serverless.BadInputError) and outcome.status == 422, outcome
+
+
+def test_an_s3_connection_reset_is_a_4xx_with_a_message(loopback_s3):
+    loopback_s3(reset)
+    finished, outcome = finishes_within(15, lambda: serverless.handler({"image_url": "s3://bucket/page.png"}))
+    assert finished and outcome["statusCode"] == 422 and "try again" in outcome["error"].lower(), outcome
+
+
+@pytest.mark.parametrize("url", ["https://[::1/", "https://example.com:99999/", "s3://bucket/\udc80",
+                                 "https://example.com/\udc80", "s3://bucket/" + "k" * 2000])
+def test_malformed_urls_are_a_400_not_a_500(url):
+    answer = serverless.handler({"image_url": url})
+    assert answer["statusCode"] == 400 and "image_url" in answer["error"], answer
+
+
+def test_a_poller_that_gives_up_does_not_take_the_next_invocation():
+    "A runtime client whose `next` request was abandoned must not swallow the invocation that comes after."
+    runtime = LocalLambdaRuntime(port=0, timeout_s=5)
+    threading.Thread(target=runtime.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    try:
+        quitter = socket.create_connection(("127.0.0.1", runtime.port))
+        quitter.sendall(f"GET {RUNTIME_PREFIX}/invocation/next HTTP/1.1\r\nHost: local\r\n\r\n".encode())
+        time.sleep(0.5)
+        quitter.close()  # gave up waiting, as awslambdaric's poller or a proxy does
+        time.sleep(0.5)
+
+        def stayer():  # a runtime client that waits, and answers
+            with urllib.request.urlopen(runtime.url + f"{RUNTIME_PREFIX}/invocation/next", timeout=20) as response:
+                request_id = response.headers["Lambda-Runtime-Aws-Request-Id"]
+            post(runtime.url + f"{RUNTIME_PREFIX}/invocation/{request_id}/response", b'{"pred": "kept"}')
+
+        threading.Thread(target=stayer, daemon=True).start()
+        assert runtime.invoke({"image": "anything"}) == {"pred": "kept"}
+    finally:
+        runtime.stop()

@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import queue
+import select
 import socket
 import subprocess
 import sys
@@ -138,14 +139,29 @@ class _RuntimeRequestHandler(BaseHTTPRequestHandler):
 
     do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
 
+    def _client_gone(self) -> bool:
+        "True when the client has closed its end (a poller of `next` that gave up)."
+        readable, _, _ = select.select([self.connection], [], [], 0)
+        try:
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
     def _next(self):
         runtime = self.server.runtime
         runtime._client_ready()
         while not runtime.stopping.is_set():
+            if self._client_gone():  # nobody to hand an invocation to: leave it for the next poller
+                self.close_connection = True
+                return
             try:
                 invocation = runtime.pending.get(timeout=0.2)
             except queue.Empty:
                 continue
+            if self._client_gone():  # gave up in the last moment: put it back
+                runtime.pending.put(invocation)
+                self.close_connection = True
+                return
             runtime.in_flight[invocation.id] = invocation
             deadline_ms = int((time.time() + runtime.timeout_s) * 1000)
             return self._send(200, invocation.payload, {

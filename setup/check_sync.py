@@ -36,7 +36,7 @@ def differing_files(left: Path, right: Path) -> list[str]:
 
 
 def run(cmd: list[str], cwd: Path) -> None:
-    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)  # noqa: S603 (our own nbdev commands)
     if res.returncode != 0:
         sys.exit(f"check-sync: `{' '.join(cmd)}` failed:\n{res.stdout}{res.stderr}")
 
