@@ -2,14 +2,20 @@
 # Debian packages the tests and benchmarks use, installed only when missing:
 #   chromium                       the real browser the Gradio app is tested in (driven by Playwright)
 #   tesseract-ocr tesseract-ocr-eng the OCR engine the benchmarks compare the shipped model with
+#   hershey-fonts-data             single-stroke (pen path) fonts: data.synthetic.strokes writes with them
+#   fonts-breip fonts-dkg-handwriting fonts-rufscript fonts-sjfonts
+#                                  handwriting fonts: more hands for training and for the held-out test
 # Without root (and without sudo) it prints the command to run instead; under CI it must succeed.
 set -euo pipefail
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr tesseract-ocr-eng)
+for package in hershey-fonts-data fonts-breip fonts-dkg-handwriting fonts-rufscript fonts-sjfonts; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
+done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "system-packages: not a Debian/Ubuntu machine; install ${missing[*]} yourself (browser and OCR tests will say they are skipped)"
+    echo "system-packages: not a Debian/Ubuntu machine; install ${missing[*]} yourself (browser and OCR tests will say they are skipped; the stroke and handwriting fonts are needed)"
     exit 0
 fi
 sudo=""
