@@ -15,7 +15,7 @@ STAMP := $(VENV)/.setup-done
 # pytest processes for `make test` (notebooks and tests run two at a time on 2 cores)
 PYTEST_WORKERS ?= 2
 
-.PHONY: help setup system-packages test lint check-sync demo train export clean-nbs bench lambda-local
+.PHONY: help setup system-packages test lint check-sync demo train export clean-nbs bench lambda-local test-colab docs
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -40,8 +40,21 @@ check-sync: $(STAMP)  ## fail when the library or the notebooks are out of sync 
 lint: $(STAMP)  ## ruff over the library, the tests, the benchmarks and the setup scripts
 	@$(BIN)/ruff check text_recognizer tests bench setup conftest.py
 
-test: setup check-sync lint  ## run every test: notebooks (smoke mode) under nbmake, then tests/
-	@TEXT_RECOGNIZER_SMOKE=1 $(BIN)/pytest --nbmake nbs labs tests -p no:cacheprovider -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+test: setup check-sync lint  ## run every test: nbs/ (smoke mode) and tests/, then the labs as in Colab (test-colab)
+	@TEXT_RECOGNIZER_SMOKE=1 $(PY) -m pytest --nbmake nbs tests -p no:cacheprovider -n $(PYTEST_WORKERS) \
+		-p setup.nbmake_copies --nbmake-copies $(EXECUTED) $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-colab
+
+# Each notebook runs once: the run that tests it keeps its executed copy here, and `make docs` renders it.
+EXECUTED := docs/_build/executed
+
+test-colab: system-packages  ## the labs as a learner in Colab runs them: a fresh venv, the real setup cell, every lab
+	@PYTHON=$(PYTHON) TORCH_SPEC="$(TORCH_SPEC)" PYTEST_WORKERS=$(PYTEST_WORKERS) NBMAKE_COPIES=$(CURDIR)/$(EXECUTED) \
+		bash setup/test_colab.sh
+
+docs: setup  ## build the course site (docs/_build/html) from the executed notebooks, then check it in Chromium
+	@PYTEST_WORKERS=$(PYTEST_WORKERS) $(PY) docs/build.py
+	@TEXT_RECOGNIZER_SITE=docs/_build/html $(PY) -m pytest tests/test_docs.py -p no:cacheprovider -q
 
 demo: setup  ## run the main job: the shipped model reading handwriting
 	@$(BIN)/text-recognizer demo $(DEMO_ARGS)
