@@ -13,10 +13,15 @@ environment, then every lab). Ten copies of one cell drift apart when edited by 
 writes them all from `colab_setup_cell()`.
 
 `--check` exits 1 when README.md or a lab's setup cell is out of date, for `make test`.
+
+`--smoke-times LOG` first rewrites the "smoke test N min" part of each lab's **Time:** line from a
+pytest log with nbmake's per-notebook `--durations` (what `make test-colab` prints), so the README's
+times are measured ones: the command is printed under the table (SMOKE_TIMES_COMMAND).
 """
 
 import configparser
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -24,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- labs:start -->", "<!-- labs:end -->"
 SETUP_CELL_START = "import os, subprocess, sys"  # how the setup cell is recognized
+SMOKE_TIMES_COMMAND = ("make test-colab PYTEST_WORKERS=1 | tee smoke.log && "
+                       ".venv/bin/python setup/update_readme.py --smoke-times smoke.log")
 
 
 def settings() -> configparser.SectionProxy:
@@ -57,7 +64,9 @@ def render(readme: str) -> str:
         raise SystemExit(f"README.md lacks the {START} ... {END} markers around the lab table")
     head, rest = readme.split(START, 1)
     _, tail = rest.split(END, 1)
-    return head + START + "\n" + "\n".join(lab_rows()) + "\n" + END + tail
+    note = (f"\nSmoke-test times: each lab alone in smoke mode on 2 CPU cores, in the Colab-like environment,"
+            f" measured by `{SMOKE_TIMES_COMMAND}`.\n")
+    return head + START + "\n" + "\n".join(lab_rows()) + "\n" + note + END + tail
 
 
 def colab_setup_cell() -> str:
@@ -93,7 +102,34 @@ def sync_setup_cell(path: Path, write: bool) -> bool:
     return False
 
 
+def smoke_minutes(log: str) -> dict[str, str]:
+    "Each lab's smoke-test time, from the `--durations` lines of a pytest log (`12.3s call labs/lab01_x.ipynb::...`)."
+    seconds = {m.group(2): float(m.group(1)) for m in re.finditer(r"([\d.]+)s call\s+\S*?(lab\w+)\.ipynb", log)}
+    return {lab: "under 1 min" if s < 60 else f"{math.ceil(s / 60)} min" for lab, s in seconds.items()}
+
+
+def write_smoke_times(log_path: Path) -> None:
+    "Rewrite `smoke test ...` in each measured lab's **Time:** line."
+    minutes = smoke_minutes(log_path.read_text())
+    if not minutes:
+        raise SystemExit(f"{log_path}: no `--durations` lines of labs found")
+    for path in lab_paths():
+        if path.stem not in minutes:
+            continue
+        notebook = json.loads(path.read_text())
+        first = next(c for c in notebook["cells"] if c["cell_type"] == "markdown")
+        text = "".join(first["source"])
+        measured = minutes[path.stem]
+        fresh = re.sub(r"(^\*\*Time:\*\*.*?smoke test )[^·\n]*", lambda m, t=measured: m.group(1) + t, text, flags=re.M)
+        if fresh != text:
+            first["source"] = fresh.splitlines(keepends=True)
+            path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+            print(f"{path.relative_to(ROOT)}: smoke test {minutes[path.stem]}")
+
+
 def main(argv: list[str]) -> int:
+    if "--smoke-times" in argv:
+        write_smoke_times(Path(argv[argv.index("--smoke-times") + 1]))
     check = "--check" in argv
     readme_path = ROOT / "README.md"
     current = readme_path.read_text()
