@@ -22,6 +22,8 @@ COPIES=${NBMAKE_COPIES:-$ROOT/docs/_build/executed}
 [[ "${KEEP:-0}" == 1 ]] || trap 'rm -rf "$WORK"' EXIT
 started=$SECONDS
 step() { echo "test-colab [$((SECONDS - started))s]: $*"; }
+# pip's complaints about an extra index folder this machine lacks a package in are noise here
+quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 
 if [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no)" ]]; then
     step "note: uncommitted changes are not tested (the origin is the committed HEAD)"
@@ -32,9 +34,9 @@ git clone -q --bare --no-tags "$ROOT" "$WORK/origin.git"  # HEAD, not an older r
 step "a fresh virtual environment with Colab's starting point: $TORCH_SPEC and a Jupyter kernel"
 "$PYTHON" -m venv "$WORK/venv"
 BIN=$WORK/venv/bin
-"$BIN/python" -m pip install -q --upgrade "pip>=24"
-"$BIN/python" -m pip install -q "$TORCH_SPEC"
-"$BIN/python" -m pip install -q -c "$ROOT/setup/constraints.txt" pytest pytest-timeout pytest-xdist nbmake
+quiet "$BIN/python" -m pip install -q --upgrade "pip>=24"
+quiet "$BIN/python" -m pip install -q "$TORCH_SPEC"
+quiet "$BIN/python" -m pip install -q -c "$ROOT/setup/constraints.txt" pytest pytest-timeout pytest-xdist nbmake
 SITE=$("$BIN/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 cp "$ROOT/setup/nbmake_copies.py" "$SITE/"
 # Colab's kernel has imported google.colab before any cell runs: that is what the setup cell checks
@@ -60,7 +62,8 @@ print(next("".join(c["source"]) for c in cells
            if c["cell_type"] == "code" and "".join(c["source"]).startswith("import os, subprocess, sys")))
 PY
 mkdir -p "$WORK/content"
-(cd "$WORK/content" && "$BIN/python" "$WORK/setup_cell.py")
+(cd "$WORK/content" && quiet "$BIN/python" "$WORK/setup_cell.py")
+step "the cell installed the course"
 installed=$(cd "$WORK" && "$BIN/python" -c "import text_recognizer; print(text_recognizer.__file__)")
 [[ "$installed" == "$TEXT_RECOGNIZER_HOME"/* ]] || { echo "test-colab: the cell installed $installed, not the clone" >&2; exit 1; }
 
