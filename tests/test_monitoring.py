@@ -1,15 +1,19 @@
 """The monitoring store under real processes: concurrent writers, a writer killed mid-write,
-malformed records, the S3 sink against moto's server, and gradio's flagging callback.
+malformed records, the S3 sink against moto's server; the recorder with a locked or missing
+store; records that describe the image the model read; and the store's limits (feedback size,
+image addresses read back from the database, the exported dataset's folder).
 
 Run: .venv/bin/pytest tests/test_monitoring.py -p no:cacheprovider
 (about 30 s of CPU time; wall time grows with the machine's load)
 """
 
+import io
 import json
 import os
 import random
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -24,17 +28,18 @@ from PIL import Image
 
 from text_recognizer import monitoring
 from text_recognizer.monitoring import (
-    FLAGS,
+    MAX_FEEDBACK_CHARS,
     InvalidRecordError,
     PredictionRecord,
+    Recorder,
     S3Store,
     SQLiteStore,
     UnknownRecordError,
-    flagging_callback,
+    export_flagged_dataset,
     image_bytes,
     new_record,
     open_store,
-    sha256_hex,
+    prediction_record,
 )
 
 WRITER = Path(__file__).with_name("monitoring_writer.py")
@@ -248,39 +253,19 @@ def test_store_factory_defaults_to_sqlite(tmp_path, monkeypatch):
         monitoring.parse_s3_url("s3:///nobucket")
 
 
-def test_gradio_flagging_callback_writes_into_the_store(tmp_path):
-    gr = pytest.importorskip("gradio")
-    store = SQLiteStore(tmp_path / "monitoring.db")
-    callback = flagging_callback(store, model_version="m@1")
-    assert isinstance(callback, gr.flagging.FlaggingCallback)
-    demo = gr.Interface(lambda image: "hello", gr.Image(type="pil", label="handwriting"), gr.Textbox(label="prediction"),
-                        flagging_mode="manual", flagging_options=["Incorrect", "Offensive", "Unreadable"],
-                        flagging_callback=callback, flagging_dir=str(tmp_path / "flags"))
-    assert demo.flagging_callback is callback and len(callback.components) == 2  # gradio called setup
-    image = np.full((40, 160), 235, np.uint8)
-    upload = tmp_path / "upload.png"
-    Image.fromarray(image).save(upload)
-    logged = new_record(upload, "hello", "m@1", 0.7, 0.9)
-    store.log_prediction(logged, upload)
-    file_data = {"path": str(upload), "url": None, "orig_name": "upload.png", "meta": {"_type": "gradio.FileData"}}
-    assert callback.flag([file_data, "hello"], flag_option="Incorrect") == 1  # found by the image's sha256
-    assert store.get(logged.id).flag == "incorrect"
-    other = tmp_path / "other.png"
-    Image.fromarray(255 - image).save(other)
-    assert callback.flag([{"path": str(other)}, "olleh"], flag_option="Unreadable", username="ana") == 2
-    made = store.get(store.latest_for_image(sha256_hex(other.read_bytes())))  # a record made from the flag
-    assert (made.flag, made.comment, made.text, made.polarity, made.model_version) == ("other", "Unreadable", "olleh", "light-on-dark", "m@1")
-    assert sorted(store.flagged()["flag"]) == ["incorrect", "other"] and set(store.flagged()["flag"]) <= set(FLAGS)
-    with pytest.raises(ValueError, match="nothing to flag"):
-        callback.flag([None, "text only"], flag_option="Incorrect")
+def line_image(width: int = 200, height: int = 40) -> np.ndarray:
+    "Dark strokes on light paper."
+    image = np.full((height, width), 230, np.uint8)
+    image[height // 3:2 * height // 3, 8:width - 8:7] = 20
+    return image
 
 
 def test_monitor_command(tmp_path):
     store = SQLiteStore(tmp_path / "monitoring.db")
     for i in range(30):
-        store.log_prediction(new_record(np.full((40, 100 + i), 30, np.uint8), "x" * i, "m@1", 0.5, 1.0, latency_ms=10.0))
+        store.log_prediction(new_record(255 - line_image(100 + i), "x" * i, "m@1", 0.5, 1.0, latency_ms=10.0))
     reference = tmp_path / "reference.csv"
-    monitoring.reference_from_images([np.full((40, 100 + i), 230, np.uint8) for i in range(30)],
+    monitoring.reference_from_images([line_image(100 + i) for i in range(30)],
                                      ["x" * i for i in range(30)], [0.95] * 30, [0.1] * 30).to_csv(reference, index=False)
     command = [str(Path(sys.executable).with_name("text-recognizer")), "monitor", "--store", str(store.path)]
     result = subprocess.run(command + ["--reference", str(reference), "--fail-on-drift"], capture_output=True, text=True,
@@ -288,3 +273,159 @@ def test_monitor_command(tmp_path):
     assert result.returncode == 1, result.stderr
     assert '"predictions": 30' in result.stdout and "drifted: mean_intensity, light_on_dark, confidence, entropy" in result.stdout
     assert monitoring.main(["--store", str(store.path), "--reference", str(reference)]) == 0  # reports, does not fail
+
+
+def encoded(image: Image.Image, **save) -> bytes:
+    "`image` saved as PNG (or the format in `save`), as bytes."
+    buffer = io.BytesIO()
+    image.save(buffer, format=save.pop("format", "PNG"), **save)
+    return buffer.getvalue()
+
+
+def test_a_record_describes_the_image_the_model_read():
+    from text_recognizer.images import load_image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: viewers and the predictor turn it upright
+    photo = encoded(Image.fromarray(line_image()).convert("RGB"), format="JPEG", exif=exif)
+    record = prediction_record(photo, {"text": "hello", "model_version": "m@1", "confidence": 0.9}, "app")
+    assert (record.width, record.height) == load_image(photo).size == (40, 200)
+    ink = np.zeros((40, 200, 4), np.uint8)
+    ink[..., 3] = np.where(line_image() < 128, 255, 0)  # black ink on a transparent background
+    assert prediction_record(encoded(Image.fromarray(ink, "RGBA")), {}, "app").polarity == "dark-on-light"
+    inverted = prediction_record(encoded(Image.fromarray(255 - line_image())), {"confidence": float("nan")}, "lambda")
+    assert inverted.polarity == "light-on-dark" and inverted.confidence is None and inverted.model_version == "unknown"
+
+
+# --- The recorder: a locked or missing store never slows a prediction, and nothing is lost ---
+
+
+def submit_while_locked(store: SQLiteStore, submit, count: int = 100) -> tuple[list[str], list[float]]:
+    "Lock the store's file from another connection, `submit(record, data)` `count` records; their ids and seconds each."
+    locker = sqlite3.connect(store.path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        ids, seconds, data = [], [], encoded(Image.fromarray(line_image()))
+        for i in range(count):
+            record = prediction_record(data, {"text": f"line {i}", "model_version": "m@1", "confidence": 0.9}, "app")
+            start = time.perf_counter()
+            submit(record, data)
+            seconds.append(time.perf_counter() - start)
+            ids.append(record.id)
+        assert len(store.records()) == 0  # the lock held: nothing could be written yet
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    return ids, seconds
+
+
+@pytest.mark.parametrize("capacity", [1000, 10])  # everything queued; or most of it spooled from the caller
+def test_recorder_never_blocks_on_a_locked_store(tmp_path, capacity):
+    store = SQLiteStore(tmp_path / "monitoring.db")
+    recorder = Recorder(store, capacity=capacity)
+    ids, seconds = submit_while_locked(store, recorder.submit)
+    median = sorted(seconds)[len(seconds) // 2]  # a queued record takes microseconds, a spooled one an fsync
+    assert max(seconds) < 0.25 and median < 0.05, f"slowest {max(seconds):.3f} s, median {median:.4f} s"
+    recorder.close()
+    assert sorted(store.records()["id"]) == sorted(ids) and store.integrity_check() == "ok"
+    assert store.image_bytes(store.get(ids[0]).image_sha256) == encoded(Image.fromarray(line_image()))
+    assert recorder.spool.pending() == 0 and list((tmp_path / "spool").glob("*.jsonl")) == []
+
+
+class AwayStore(SQLiteStore):
+    "A SQLite store whose writes fail while `away` is set, as an S3 endpoint that cannot be reached."
+
+    away = True
+
+    def log_prediction(self, record, image=None):
+        if self.away:
+            raise ConnectionError("endpoint unreachable")
+        return super().log_prediction(record, image)
+
+    def add_feedback(self, *args, **kwargs):
+        if self.away:
+            raise ConnectionError("endpoint unreachable")
+        return super().add_feedback(*args, **kwargs)
+
+
+def test_recorder_spools_while_the_store_is_away_and_the_next_recorder_replays(tmp_path):
+    store = AwayStore(tmp_path / "monitoring.db")
+    data = encoded(Image.fromarray(line_image()))
+    records = [prediction_record(data, {"text": f"line {i}"}, "lambda") for i in range(30)]
+    recorder = Recorder(store, retry_s=0.01)
+    for record in records:
+        recorder.submit(record, data)
+    recorder.flag(records[0].id, "incorrect", "two letters", "the right text")
+    with pytest.raises(InvalidRecordError, match="corrected_text"):
+        recorder.flag(records[1].id, "incorrect", corrected_text="x" * (MAX_FEEDBACK_CHARS + 1))
+    recorder.close(timeout_s=10)  # the store is still away: everything stays in the spool file
+    assert len(store.records()) == 0
+    spooled = [json.loads(line) for line in next((tmp_path / "spool").glob("*.jsonl")).read_text().splitlines()]
+    assert len(spooled) == 31 and spooled[-1]["feedback"]["corrected_text"] == "the right text"
+    store.away = False
+    Recorder(store).close()  # a new recorder (a new process, after a crash) takes the spool over
+    assert sorted(store.records()["id"]) == sorted(r.id for r in records)
+    assert store.get(records[0].id).corrected_text == "the right text" and store.get(records[1].id).flag is None
+    assert list((tmp_path / "spool").glob("*.jsonl")) == []
+
+
+def test_recorder_never_raises_and_a_replayed_record_counts_once(tmp_path):
+    store = SQLiteStore(tmp_path / "monitoring.db")
+    record = new_record(line_image(), "hello", "m@1")
+    store.log_prediction(record)
+    with Recorder(store) as recorder:
+        recorder.submit(record)  # already in the store (a replay after a crash): written once
+        recorder.submit("not a record")  # a caller's bug: logged, never raised
+        recorder.flag(str(uuid.uuid4()), "other")  # feedback on a record that was never stored: dropped
+    assert len(store.records()) == 1
+
+
+# --- The store's limits (issue 16, item 6) ---
+
+
+def test_feedback_text_has_a_size_limit(tmp_path):
+    store = SQLiteStore(tmp_path / "monitoring.db")
+    record_id = store.log_prediction(new_record(line_image(), "hello", "m@1"))
+    huge = "x" * 50_000_000  # a 50 MB "correction"
+    for field in ("comment", "corrected_text"):
+        with pytest.raises(InvalidRecordError, match=f"'{field}' must be a string of at most 10,000 characters") as error:
+            store.add_feedback(record_id, "incorrect", **{field: huge})
+        assert error.value.field == field and "50,000,000 characters" in str(error.value) and len(str(error.value)) < 300
+    store.add_feedback(record_id, "incorrect", corrected_text="y" * MAX_FEEDBACK_CHARS)  # a long page is fine
+    assert store.get(record_id).corrected_text == "y" * MAX_FEEDBACK_CHARS
+
+
+def test_store_refuses_an_image_address_that_is_not_a_sha256(tmp_path):
+    store = SQLiteStore(tmp_path / "store" / "monitoring.db")
+    record = new_record(line_image(), "hello", "m@1")
+    store.log_prediction(record, line_image())
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"not yours")
+    with sqlite3.connect(store.path) as connection:  # someone edits the database file
+        connection.execute("UPDATE predictions SET image_sha256 = '../../secret' WHERE id = ?", (record.id,))
+    tampered = store.records().loc[0, "image_sha256"]
+    for read in (store.image_bytes, store.image):
+        with pytest.raises(ValueError, match="64 lowercase hex digits"):
+            read(tampered)
+    with pytest.raises(ValueError, match="64 lowercase hex digits"):
+        S3Store("s3://bucket/prefix", client=object()).image_bytes("../x")
+
+
+def test_export_does_not_follow_an_images_symlink(tmp_path):
+    store = SQLiteStore(tmp_path / "store" / "monitoring.db")
+    record_id = store.log_prediction(new_record(line_image(), "hello", "m@1"), line_image())
+    store.add_feedback(record_id, "incorrect", corrected_text="hullo")
+    outside, folder = tmp_path / "outside", tmp_path / "dataset"
+    outside.mkdir()
+    folder.mkdir()
+    (folder / "images").symlink_to(outside)
+    with pytest.raises(ValueError, match="symlink"):
+        export_flagged_dataset(store, folder)
+    assert list(outside.iterdir()) == []
+    (folder / "images").unlink()
+    (folder / "images").mkdir()
+    planted = folder / "images" / f"{store.get(record_id).image_sha256}.png"
+    planted.symlink_to(outside / "planted.png")  # a file's name pointing out: replaced, not written through
+    (folder / "labels.jsonl").symlink_to(outside / "labels.jsonl")
+    assert len(export_flagged_dataset(store, folder)) == 1
+    assert list(outside.iterdir()) == [] and not planted.is_symlink() and not (folder / "labels.jsonl").is_symlink()
