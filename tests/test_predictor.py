@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from text_recognizer.images import MAX_IMAGE_BYTES
 from text_recognizer.predictor import (
-    MAX_IMAGE_BYTES,
     ArtifactError,
     BadImageError,
     ParagraphTextRecognizer,
@@ -319,6 +319,38 @@ def test_missing_or_incomplete_artifact_says_how_to_stage(tmp_path, artifact):
         ParagraphTextRecognizer(only_torchscript, backend="onnx")
     with pytest.raises(ValueError, match="unknown backend"):
         ParagraphTextRecognizer(artifact, backend="tensorflow")
+
+
+def test_a_swapped_or_altered_model_file_is_refused_with_its_name(tmp_path, artifact):
+    for backend, name in [("onnx", "model.onnx"), ("torchscript", "model.pt")]:
+        swapped = tmp_path / f"swapped-{backend}"
+        swapped.mkdir()
+        for other in ("config.json", "model.pt", "model.onnx"):
+            (swapped / other).write_bytes((artifact / other).read_bytes())
+        altered = bytearray((swapped / name).read_bytes())
+        altered[len(altered) // 2] ^= 0xFF  # same size, other bytes: a swapped model of the same shape
+        (swapped / name).write_bytes(bytes(altered))
+        with pytest.raises(ArtifactError, match=f"{name} does not match the sha256") as caught:
+            ParagraphTextRecognizer(swapped, backend=backend)
+        assert "re-export" in str(caught.value) and str(swapped / name) in str(caught.value)
+    (swapped / "model.pt").write_bytes(b"not even a model")  # another size altogether
+    with pytest.raises(ArtifactError, match="model.pt does not match the sha256"):
+        ParagraphTextRecognizer(swapped, backend="torchscript")
+    config = json.loads((artifact / "config.json").read_text())
+    del config["files"]
+    (swapped / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ArtifactError, match="lists no sha256 for model.onnx"):
+        ParagraphTextRecognizer(swapped, backend="onnx")
+
+
+def test_preparing_a_huge_page_stays_within_the_memory_budget(tmp_path):
+    "The request path up to the model (decode, normalize, find lines, line arrays) in a fresh process."
+    from test_images import BUDGET_MB, _page, _save, peak_above_idle
+
+    huge = _save(_page((8000, 8000), "F"), tmp_path / "float.tif", compression="tiff_adobe_deflate")
+    small = _save(_page((200, 100)), tmp_path / "small.png")
+    measured = peak_above_idle(huge, small, "text_recognizer.predictor:prepare_image")
+    assert measured["above_idle_mb"] <= BUDGET_MB, measured
 
 
 def test_serving_imports_neither_torch_nor_training_code(artifact, tmp_path):

@@ -4,7 +4,7 @@
 
 # %% auto 0
 __all__ = ['SMOKE_ENV_VAR', 'HOME_ENV_VAR', 'PACKAGE_DIR', 'is_smoke', 'smoke_or', 'home_dir', 'data_dir', 'replace_folder',
-           'accelerator']
+           'sha256_of', 'accelerator']
 
 # %% ../nbs/01_utils.ipynb
 import os
@@ -51,6 +51,17 @@ def replace_folder(source: Path, target: Path):
         shutil.rmtree(old)
     else:
         source.rename(target)
+
+# %% ../nbs/01_utils.ipynb
+def sha256_of(path) -> str:
+    "The hex sha256 of the file at `path`, read a megabyte at a time."
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 # %% ../nbs/01_utils.ipynb
 def accelerator() -> str:
