@@ -6,6 +6,7 @@ path that does not exist (the app refuses before pyngrok could download anything
 """
 
 import socket
+import time
 
 import pytest
 from PIL import Image
@@ -50,6 +51,9 @@ def test_every_reading_is_recorded_and_a_flag_lands_on_it(served, recognizer, pa
     status = client.predict("incorrect", "the model missed a word", "The quick brown fox", api_name="/flag")
     assert "flagged as **incorrect**" in status
     store = SQLiteStore(served.home / "monitoring" / "monitoring.db")
+    deadline = time.monotonic() + 30  # the app's recorder writes in the background
+    while store.flagged().empty and time.monotonic() < deadline:
+        time.sleep(0.2)
     records = store.records()
     assert len(records) >= 1 and set(records["source"]) == {"app"}
     assert (records["model_version"] == str(recognizer.version)).all()
