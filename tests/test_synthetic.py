@@ -254,9 +254,54 @@ def test_every_bundled_family_writes_a_line_with_ink():
 
 
 def test_a_missing_bundled_font_file_says_how_to_restore_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(synthetic, "BUNDLED_FONTS_DIR", tmp_path)
+    monkeypatch.setattr(synthetic.fonts, "BUNDLED_FONTS_DIR", tmp_path)
     with pytest.raises(FontError, match="fetch_fonts.py"):
-        synthetic._faces_of_family(next(iter(BUNDLED_FAMILIES)))
+        synthetic.fonts._faces_of_family(next(iter(BUNDLED_FAMILIES)))
+
+
+# The package: one import path for every public name the single module had
+
+NAMES_BEFORE_THE_SPLIT = [
+    "FONTPKG_FAMILIES", "BUNDLED_FONTS_DIR", "BUNDLED_FAMILIES", "FONT_FAMILIES", "HELD_OUT_FONTS",
+    "TRAIN_FONTS", "FONT_SUFFIXES", "USES_RAQM", "NOMINAL_INK_HEIGHT", "NO_LIGATURES", "DRAWN_CHARACTERS",
+    "HELD_OUT_TEXT_PERCENT", "TEXT_SPLITS", "MONTHS", "FAKER_LINE_FRACTION", "FAKER_SNIPPET_FRACTION",
+    "CURSIVE_FAMILIES", "PARAGRAPH_MARGIN", "MIN_LINE_GAP", "CHARACTER_CLASSES", "FontError", "Face",
+    "glyphs_of", "check_face", "load_fonts", "normalize_text", "text_split", "prose_sentences", "faker_lines",
+    "sample_words", "take_words", "sample_line_text", "HandStyle", "sample_style", "word_width", "text_width",
+    "render_line", "render_paragraph", "WidthLimit", "wrap_words", "render_character", "SyntheticLineDataset",
+    "SyntheticParagraphDataset", "count_ink_runs", "SyntheticCharacterDataset", "main", "demo",
+]
+
+
+def test_every_public_name_of_the_old_module_is_importable_from_the_package():
+    assert [name for name in NAMES_BEFORE_THE_SPLIT if not hasattr(synthetic, name)] == []
+    assert set(NAMES_BEFORE_THE_SPLIT) <= set(synthetic.__all__)
+    assert synthetic.render_line is synthetic.render.render_line
+
+
+# Every line's pixels (what the line finder learns from)
+
+
+def test_labelled_paragraph_is_the_same_page_with_each_line_known():
+    lines = ["Dear Ada, the meeting", "is at 10:30 in room #4.", "Thanks - Grace"]
+    page, boxes = render_paragraph(lines, seed=4, return_line_boxes=True)
+    labelled = synthetic.render_labelled_paragraph(lines, seed=4)
+    assert np.array_equal(pixels(labelled.image), pixels(page)) and labelled.text == "\n".join(lines)
+    assert [(top, bottom) for top, bottom, _, _ in labelled.boxes] == boxes
+    assert labelled.labels.shape == pixels(page).shape and set(np.unique(labelled.labels)) == {0, 1, 2, 3}
+    for k, (top, bottom, left, right) in enumerate(labelled.boxes):
+        rows, columns = np.nonzero(labelled.labels == k + 1)
+        assert top <= rows.min() and rows.max() < bottom and left <= columns.min() and columns.max() < right
+
+
+def test_labelled_paragraph_can_overlap_lines_and_shrinks_labels_with_the_page():
+    touching = synthetic.render_labelled_paragraph(["Typography", "jumping gypsy"], seed=0, line_gap=(-10, -6))
+    assert touching.boxes[1][0] < touching.boxes[0][1] and set(np.unique(touching.labels)) == {0, 1, 2}
+    tall = synthetic.render_labelled_paragraph(["Tall lines"] * MAX_PARAGRAPH_LINES, font="Kalam", seed=0)
+    assert tall.labels.shape == pixels(tall.image).shape and tall.image.size[1] <= PARAGRAPH_IMAGE_SIZE[0]
+    assert tall.boxes[-1][1] <= tall.image.size[1] and tall.labels.max() == MAX_PARAGRAPH_LINES
+    with pytest.raises(ValueError, match="line_gap"):
+        synthetic.render_labelled_paragraph(["a", "b"], seed=0, line_gap=(5, 2))
 
 
 # DataModules
