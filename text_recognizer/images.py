@@ -42,7 +42,7 @@ def _check_side_lengths(width: int, height: int):
         raise BadImageError(f"image is {width}x{height} pixels: larger than {MAX_IMAGE_SIDE} pixels on a side; "
                             "scale it down (a page at 150-300 dpi is plenty) and try again")
 
-
+# %% ../nbs/02_images.ipynb
 def decoded_bytes(mode: str, size: tuple[int, int]) -> int:
     "The bytes Pillow needs for the pixels of an image of `mode` and `size`."
     descriptor = ImageMode.getmode(mode)
@@ -70,6 +70,15 @@ def _bad_image_errors(what: str): # the input, as the message will name it
                                 "upload it again or export it anew from your camera or scanner") from None
 
 # %% ../nbs/02_images.ipynb
+def _check_budget(image: Image.Image):
+    "Raise `BadImageError` when the image's sides or decoded pixels are outside the budget."
+    _check_side_lengths(*image.size)
+    if decoded_bytes(image.mode, image.size) > MAX_DECODED_BYTES:
+        raise BadImageError(f"a {image.width}x{image.height} image of mode {image.mode} needs "
+                            f"{decoded_bytes(image.mode, image.size) / 1e6:.0f} MB decoded, more than the "
+                            f"{MAX_DECODED_BYTES / 1e6:.0f} MB allowed; send a smaller or 8-bit image")
+
+# %% ../nbs/02_images.ipynb
 def open_image(data: bytes) -> Image.Image:
     "The image in `data`, opened lazily (header only) and checked against the size and memory budget."
     if ImageFile.LOAD_TRUNCATED_IMAGES:
@@ -80,21 +89,12 @@ def open_image(data: bytes) -> Image.Image:
     _check_budget(image)
     return image
 
-
-def _check_budget(image: Image.Image):
-    "Raise `BadImageError` when the image's sides or decoded pixels are outside the budget."
-    _check_side_lengths(*image.size)
-    if decoded_bytes(image.mode, image.size) > MAX_DECODED_BYTES:
-        raise BadImageError(f"a {image.width}x{image.height} image of mode {image.mode} needs "
-                            f"{decoded_bytes(image.mode, image.size) / 1e6:.0f} MB decoded, more than the "
-                            f"{MAX_DECODED_BYTES / 1e6:.0f} MB allowed; send a smaller or 8-bit image")
-
 # %% ../nbs/02_images.ipynb
 def reduction_factor(size: tuple[int, int]) -> int:
     "The whole factor that brings an image of `size` within `MAX_WORKING_PIXELS` (1: no shrinking)."
     return max(1, math.ceil(math.sqrt(size[0] * size[1] / MAX_WORKING_PIXELS)))
 
-
+# %% ../nbs/02_images.ipynb
 def _load(image: Image.Image, # a lazily opened image
           factor: int, # the shrinking still to do
           draft: bool, # whether a JPEG may be decoded at a smaller scale (only for images we opened)
@@ -116,7 +116,7 @@ def _strips(image: Image.Image, factor: int = 1):
     for top in range(0, image.height, rows):
         yield top, image.crop((0, top, image.width, min(image.height, top + rows)))
 
-
+# %% ../nbs/02_images.ipynb
 def _white_value(image: Image.Image) -> float | None:
     "The value that becomes white for a 16-bit, 32-bit or float image; None for 8-bit modes."
     if image.mode not in HIGH_BIT_MODES:
@@ -168,7 +168,7 @@ def _orientation(image: Image.Image) -> int:
     except Exception:  # corrupt EXIF data: show the image as stored
         return 1
 
-
+# %% ../nbs/02_images.ipynb
 def _upright(image: Image.Image, orientation: int) -> Image.Image:
     "`image` turned the way its EXIF `orientation` says."
     return image.transpose(_ORIENTATION_TURNS[orientation]) if orientation in _ORIENTATION_TURNS else image
@@ -185,7 +185,6 @@ def _check_array(array: np.ndarray) -> np.ndarray:
         raise BadImageError(f"array of shape {array.shape} is empty")
     if not (array.dtype == bool or np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
         raise BadImageError(f"array of dtype {array.dtype} is not an image: use integers, booleans or floats")
-    _check_side_lengths(array.shape[1], array.shape[0])
     return array
 
 # %% ../nbs/02_images.ipynb
@@ -199,7 +198,7 @@ def _array_part_to_uint8(part: np.ndarray, peak: float) -> np.ndarray:
     top = 255 if peak <= 255 else 65535
     return np.clip(part.astype(np.int64) * 255 // top, 0, 255).astype(np.uint8)
 
-
+# %% ../nbs/02_images.ipynb
 def _array_peak(array: np.ndarray, rows: int) -> float:
     "The largest value in `array`, checked a strip of `rows` at a time; NaN or infinity is refused."
     peak = -math.inf
@@ -230,7 +229,7 @@ def _read_file(path: Path) -> bytes:
                             f"{MAX_IMAGE_BYTES / 2**20:.0f} MB accepted; send a smaller or compressed image")
     return path.read_bytes()
 
-
+# %% ../nbs/02_images.ipynb
 def _check_bytes(data: bytes) -> bytes:
     "`data` if it may be an image file: not empty and not over `MAX_IMAGE_BYTES`."
     if not data:
@@ -251,6 +250,7 @@ def _open_any(data) -> tuple[Image.Image, bool]:
         _check_budget(data)
         return data, False
     if isinstance(data, np.ndarray):
+        _check_side_lengths(*_check_array(data).shape[1::-1])  # before any pixel is converted
         return array_to_image(data), True
     raise BadImageError(f"cannot read an image from an object of type {type(data).__name__}: pass a file path, "
                         "the file's bytes, a PIL image or a numpy array")
@@ -269,7 +269,7 @@ def pixel_sample(image: Image.Image, max_pixels: int = 250_000) -> np.ndarray:
     step = max(1, int(np.sqrt(image.width * image.height / max_pixels)))
     return np.asarray(image)[::step, ::step].astype(np.float32)
 
-
+# %% ../nbs/02_images.ipynb
 def ink_is_light(image: Image.Image, # grayscale page
                  tolerance: int = 24, # deviations from the paper smaller than this are paper texture
                 ) -> bool:

@@ -6,8 +6,7 @@
 __all__ = ['BLANK_TOKEN', 'START_TOKEN', 'END_TOKEN', 'PAD_TOKEN', 'SPECIAL_TOKENS', 'PUNCTUATION', 'CHARACTERS', 'VOCABULARY',
            'TOKEN_TO_INDEX', 'BLANK_INDEX', 'START_INDEX', 'END_INDEX', 'PAD_INDEX', 'NUM_CLASSES', 'CHAR_IMAGE_SIZE',
            'LINE_IMAGE_HEIGHT', 'LINE_IMAGE_WIDTH', 'MAX_LINE_LENGTH', 'PARAGRAPH_IMAGE_SIZE', 'MAX_PARAGRAPH_LINES',
-           'MAX_PARAGRAPH_LENGTH', 'INK_IS_BRIGHT_IN_TENSORS', 'UnknownCharacterError', 'text_to_indices',
-           'indices_to_text']
+           'MAX_PARAGRAPH_LENGTH', 'UnknownCharacterError', 'text_to_indices', 'indices_to_text']
 
 # %% ../nbs/00_metadata.ipynb
 import string
@@ -39,9 +38,11 @@ def text_to_indices(text: str) -> list[int]:
     return [TOKEN_TO_INDEX[ch] for ch in text]
 
 
-def indices_to_text(indices, skip_special: bool = True) -> str:
+def indices_to_text(indices, skip_special: bool = True,
+                    mapping: list[str] | None = None, # the token of each index; None: `VOCABULARY`
+                   ) -> str:
     "Turn vocabulary indices back into text, dropping special tokens unless `skip_special` is False."
-    tokens = (VOCABULARY[int(i)] for i in indices)
+    tokens = ((VOCABULARY if mapping is None else mapping)[int(i)] for i in indices)
     return "".join(t for t in tokens if not (skip_special and t in SPECIAL_TOKENS))
 
 # %% ../nbs/00_metadata.ipynb
@@ -52,4 +53,3 @@ MAX_LINE_LENGTH = 64  # characters in the longest line label
 PARAGRAPH_IMAGE_SIZE = (576, 640)  # (height, width) a paragraph is padded to
 MAX_PARAGRAPH_LINES = 10  # lines in the tallest paragraph
 MAX_PARAGRAPH_LENGTH = 682  # characters (newlines included) in the longest paragraph label
-INK_IS_BRIGHT_IN_TENSORS = True  # the polarity convention above, for code that needs to check

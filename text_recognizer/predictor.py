@@ -6,7 +6,7 @@
 __all__ = ['DEFAULT_ARTIFACT_DIR', 'ARTIFACT_ENV_VAR', 'MODEL_FILES', 'KINDS', 'BACKENDS', 'line_to_array', 'page_to_array',
            'prepare_image', 'ArtifactError', 'read_artifact_config', 'verify_model_file', 'OnnxBackend',
            'silence_torchscript_deprecation', 'TorchScriptBackend', 'choose_backend', 'decode_outputs',
-           'summarize_lines', 'ParagraphTextRecognizer', 'main']
+           'summarize_lines', 'read_in_batches', 'ParagraphTextRecognizer', 'main']
 
 # %% ../nbs/42_predictor.ipynb
 import argparse
@@ -106,7 +106,7 @@ def _read_json(path: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ArtifactError(f"{path} is not valid JSON ({error}). {_how_to_stage(path.parent)}") from None
 
-
+# %% ../nbs/42_predictor.ipynb
 def read_artifact_config(artifact_dir) -> dict:
     "The checked `config.json` of the artifact in `artifact_dir`, or a clear `ArtifactError`."
     folder = Path(artifact_dir)
@@ -164,7 +164,7 @@ def silence_torchscript_deprecation():
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
         yield
 
-
+# %% ../nbs/42_predictor.ipynb
 class TorchScriptBackend:
     "Runs `model.pt` with `torch.jit.load` on the CPU."
 
@@ -188,6 +188,15 @@ class TorchScriptBackend:
 BACKENDS = {"onnx": OnnxBackend, "torchscript": TorchScriptBackend}
 
 
+def _has_onnxruntime() -> bool:
+    "Whether ONNX Runtime can be imported here."
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+# %% ../nbs/42_predictor.ipynb
 def choose_backend(artifact_dir, backend: str | None = None) -> str:
     "The backend to use: `backend` if given, else 'onnx' when onnxruntime and model.onnx exist, else 'torchscript'."
     folder = Path(artifact_dir)
@@ -198,11 +207,7 @@ def choose_backend(artifact_dir, backend: str | None = None) -> str:
             raise ArtifactError(f"backend {backend!r} needs {folder / MODEL_FILES[backend]}, which does not exist; "
                                 f"choose another backend or re-export the model")
         return backend
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        onnxruntime = None
-    if onnxruntime is not None and (folder / MODEL_FILES["onnx"]).is_file():
+    if _has_onnxruntime() and (folder / MODEL_FILES["onnx"]).is_file():
         return "onnx"
     if (folder / MODEL_FILES["torchscript"]).is_file():
         return "torchscript"
@@ -239,6 +244,20 @@ def summarize_lines(rows: list[dict], # decoded rows, one per line (see `decode_
             "lines": lines}
 
 # %% ../nbs/42_predictor.ipynb
+def read_in_batches(model, # a backend: a float32 batch in, (indices, probabilities, entropy) out
+                    arrays: list[np.ndarray], # the model's inputs, one per line or page
+                    batch_size: int, # inputs per model call
+                    vocabulary: list[str], # the artifact's vocabulary
+                    special_tokens=("<B>", "<S>", "<E>", "<P>"), # tokens that emit nothing
+                   ) -> list[dict]:
+    "The decoded row (text, confidence, entropy) of every array, run through `model` `batch_size` at a time."
+    rows = []
+    for start in range(0, len(arrays), batch_size):
+        outputs = model(np.stack(arrays[start: start + batch_size]))
+        rows += decode_outputs(*outputs[:3], vocabulary, special_tokens)
+    return rows
+
+# %% ../nbs/42_predictor.ipynb
 class ParagraphTextRecognizer:
     "Reads handwritten text in an image with a staged model artifact (ONNX Runtime or TorchScript)."
 
@@ -264,11 +283,7 @@ class ParagraphTextRecognizer:
         return prepare_image(image, self.kind, self.config["preprocessing"], self.config.get("segmentation"))
 
     def _run(self, arrays: list[np.ndarray]) -> list[dict]:
-        rows = []
-        for start in range(0, len(arrays), self.batch_size):
-            outputs = self.model(np.stack(arrays[start: start + self.batch_size]))
-            rows += decode_outputs(*outputs[:3], self.vocabulary, self.special_tokens)
-        return rows
+        return read_in_batches(self.model, arrays, self.batch_size, self.vocabulary, self.special_tokens)
 
     def _details(self, rows: list[dict], boxes: list, facts: dict, started: float) -> dict:
         return {**summarize_lines(rows, boxes), "latency_ms": (time.perf_counter() - started) * 1000.0,

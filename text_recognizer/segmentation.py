@@ -47,7 +47,7 @@ SEGMENTATION_DEFAULTS = {
     "pad_fraction": 0.15, # paper kept around each line, as a fraction of its height
 }
 
-
+# %% ../nbs/42a_segmentation.ipynb
 def otsu_threshold(values: np.ndarray) -> int:
     "The threshold (0-255) that best separates the histogram of uint8 `values` into two classes."
     flat = values.ravel()
@@ -72,7 +72,7 @@ def paper_darkness(image: Image.Image, # grayscale page, dark ink on light paper
     paper = paper.resize(image.size, Image.BILINEAR)
     return np.clip(np.asarray(paper, np.int16) - np.asarray(image, np.int16), 0, 255).astype(np.uint8)
 
-
+# %% ../nbs/42a_segmentation.ipynb
 def ink_mask(image: Image.Image, min_ink_contrast: int = 50) -> np.ndarray:
     "Boolean mask of the ink on a grayscale page: darker than the local paper by Otsu's threshold, specks removed."
     darkness = paper_darkness(image)
@@ -88,13 +88,13 @@ def _runs(mask: np.ndarray) -> list[list[int]]:
     edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
     return [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]
 
-
+# %% ../nbs/42a_segmentation.ipynb
 def _line_height(bands: list[list[int]], profile: np.ndarray) -> float:
     "The median height of the `bands` that hold real ink (a tenth of the busiest band's, or more): specks do not count."
     ink = np.array([profile[t:b].sum() for t, b in bands])
     return float(np.median([b - t for (t, b), mass in zip(bands, ink) if mass >= 0.1 * ink.max()]))
 
-
+# %% ../nbs/42a_segmentation.ipynb
 def _close_gaps(bands: list[list[int]], smallest_gap: float) -> list[list[int]]:
     "Bands separated by fewer than `smallest_gap` empty rows, joined."
     closed = [list(bands[0])]

@@ -25,7 +25,7 @@ def encode_text(text: str, length: int) -> torch.Tensor:
                          f"(2 are taken by <S> and <E>): {text[:40]!r}...; raise the length or shorten the text")
     return torch.tensor(indices + [PAD_INDEX] * (length - len(indices)), dtype=torch.long)
 
-
+# %% ../../nbs/10_data.base.ipynb
 def strip_special(y: torch.Tensor) -> list[list[int]]:
     "The character indices of each row of an encoded batch: everything between `<S>` and the first `<E>`."
     rows = []
@@ -55,12 +55,12 @@ class ImageLabelDataset(Dataset):
         return x, y
 
 # %% ../../nbs/10_data.base.ipynb
-import lightning as L  # noqa: E402
-
-
 def default_num_workers() -> int:
     "Loader workers: 0 in smoke mode, else the cores there are, at most 4."
     return 0 if is_smoke() else min(4, os.cpu_count() or 1)
+
+# %% ../../nbs/10_data.base.ipynb
+import lightning as L  # noqa: E402
 
 
 class BaseDataModule(L.LightningDataModule):
@@ -117,7 +117,7 @@ DATA_MODULES = {  # name: "module:Class" under text_recognizer.data
     "MNIST": "mnist:MNIST",
 }
 
-
+# %% ../../nbs/10_data.base.ipynb
 def get_data_module_class(name: str) -> type:
     "The DataModule class registered under `name`."
     if name not in DATA_MODULES:
