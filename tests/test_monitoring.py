@@ -396,10 +396,10 @@ def test_feedback_text_has_a_size_limit(tmp_path):
 
 
 def test_store_refuses_an_image_address_that_is_not_a_sha256(tmp_path):
-    store = SQLiteStore(tmp_path / "store" / "monitoring.db")
+    store = SQLiteStore(tmp_path / "a" / "b" / "store" / "monitoring.db")
     record = new_record(line_image(), "hello", "m@1")
     store.log_prediction(record, line_image())
-    secret = tmp_path / "secret"
+    secret = tmp_path / "a" / "secret"  # images/ + ".." (the first two characters) + "../../secret" lands here
     secret.write_bytes(b"not yours")
     with sqlite3.connect(store.path) as connection:  # someone edits the database file
         connection.execute("UPDATE predictions SET image_sha256 = '../../secret' WHERE id = ?", (record.id,))

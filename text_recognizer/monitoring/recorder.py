@@ -17,13 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
-from text_recognizer.monitoring.records import (
-    InvalidRecordError,
-    PredictionRecord,
-    UnknownRecordError,
-    feedback_fields,
-    sha256_hex,
-)
+from .records import InvalidRecordError, PredictionRecord, UnknownRecordError, feedback_fields, sha256_hex
 from .stores import MonitoringStore, open_store, write_atomically
 from ..utils import home_dir
 
@@ -53,7 +47,26 @@ def _read_entries(path: Path) -> list[dict]:
             continue
     return entries
 
+# %% ../../nbs/62_monitoring.recorder.ipynb
+def _entry_image(entry: dict, images: Path) -> bytes | None:
+    "The image bytes an entry names (None when it names none, or the file is gone)."
+    path = images / entry["image"] if entry.get("image") else None
+    return path.read_bytes() if path is not None and path.is_file() else None
 
+# %% ../../nbs/62_monitoring.recorder.ipynb
+def _take_over(path: Path, append) -> bool:
+    "If the spool file at `path` has no living owner, hand its entries to `append(entry, data)` and remove it."
+    with open(path, "ab") as file:
+        if _try_lock(file) is not True:  # its owner is alive (or, without fcntl, we cannot tell)
+            return False
+        images = path.with_suffix(".images")
+        for entry in _read_entries(path):
+            append({k: v for k, v in entry.items() if k != "image"}, _entry_image(entry, images))
+        path.unlink()
+        shutil.rmtree(images, ignore_errors=True)
+        return True
+
+# %% ../../nbs/62_monitoring.recorder.ipynb
 class Spool:
     "Entries the store could not take yet: an append-only file of fsync'd JSON lines, image bytes beside it."
 
@@ -91,8 +104,7 @@ class Spool:
         written = 0
         try:
             for entry in waiting:
-                sha = entry.get("image")
-                write(entry, (self.images / sha).read_bytes() if sha else None)
+                write(entry, _entry_image(entry, self.images))
                 written += 1
         finally:
             with self._lock:
@@ -107,17 +119,8 @@ class Spool:
     def _adopt_orphans(self):
         "Take over the spool files of processes that ended, so their entries get written too."
         for path in sorted(self.folder.glob("*.jsonl")):
-            if path == self.path:
-                continue
-            with open(path, "ab") as file:
-                if _try_lock(file) is not True:  # its owner is alive (or we cannot tell)
-                    continue
-                images = path.with_suffix(".images")
-                for entry in _read_entries(path):
-                    sha = entry.get("image")
-                    self.append(entry, (images / sha).read_bytes() if sha and (images / sha).is_file() else None)
-                path.unlink()
-                shutil.rmtree(images, ignore_errors=True)
+            if path != self.path:
+                _take_over(path, self.append)
 
     def close(self):
         "Release the file (and its lock): what is still waiting stays for the next recorder."
@@ -156,7 +159,22 @@ def _drain(entries: queue.Queue) -> list:
         if item is not _STOP:
             items.append(item)
 
+# %% ../../nbs/62_monitoring.recorder.ipynb
+def _write_entry(store: MonitoringStore, entry: dict, data: bytes | None):
+    "Write one spool entry (a record, or feedback) into `store`; raise when the store is unavailable."
+    try:
+        if "record" in entry:
+            store.log_prediction(entry["record"], data)
+        else:
+            feedback = entry["feedback"]
+            store.add_feedback(feedback["id"], feedback["flag"], feedback["comment"], feedback["corrected_text"])
+    except InvalidRecordError as error:
+        if error.field != "id":  # "id must be new": it is in the store already
+            _logger.warning("dropped a monitoring entry the store cannot take: %s", error)
+    except UnknownRecordError as error:
+        _logger.warning("dropped feedback: %s", error)
 
+# %% ../../nbs/62_monitoring.recorder.ipynb
 class Recorder:
     "Writes monitoring records in a background thread: `submit` never blocks or raises; nothing is lost."
 
@@ -204,17 +222,7 @@ class Recorder:
 
     def _write(self, entry: dict, data: bytes | None):
         "Write one entry into the store; raise when the store is unavailable."
-        try:
-            if "record" in entry:
-                self._open_store().log_prediction(entry["record"], data)
-            else:
-                feedback = entry["feedback"]
-                self._open_store().add_feedback(feedback["id"], feedback["flag"], feedback["comment"], feedback["corrected_text"])
-        except InvalidRecordError as error:
-            if error.field != "id":  # "id must be new": it is in the store already
-                _logger.warning("dropped a monitoring entry the store cannot take: %s", error)
-        except UnknownRecordError as error:
-            _logger.warning("dropped feedback: %s", error)
+        _write_entry(self._open_store(), entry, data)
         if self._outage:
             _logger.warning("monitoring store %r is back", self.store)
         self._outage = False

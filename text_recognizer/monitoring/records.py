@@ -103,6 +103,31 @@ def check_sha256(value, field: str = "image_sha256", optional: bool = False):
     return value
 
 # %% ../../nbs/60_monitoring.records.ipynb
+def _check_uuid(field, value):
+    "`value` as a canonical UUID string, else raise."
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise InvalidRecordError(field, "a UUID such as str(uuid.uuid4())", value) from None
+
+
+_optional_number = functools.partial(_check_number, optional=True)
+_user_text = functools.partial(_check_text, optional=True, max_chars=MAX_FEEDBACK_CHARS)
+_FIELD_CHECKS = {
+    "id": _check_uuid, "time": _check_time, "text": _check_text,
+    "model_version": functools.partial(_check_text, nonempty=True),
+    "width": functools.partial(_check_number, low=1, integer=True),
+    "height": functools.partial(_check_number, low=1, integer=True),
+    "aspect": functools.partial(_check_number, low=0), "mean_intensity": functools.partial(_check_number, low=0, high=1),
+    "polarity": functools.partial(_check_text, choices=POLARITIES),
+    "confidence": functools.partial(_optional_number, low=0, high=1), "entropy": functools.partial(_optional_number, low=0),
+    "latency_ms": functools.partial(_optional_number, low=0), "source": functools.partial(_check_text, nonempty=True),
+    "image_sha256": lambda field, value: check_sha256(value, field, optional=True),
+    "flag": functools.partial(_check_text, optional=True, choices=FLAGS), "comment": _user_text,
+    "corrected_text": _user_text, "flagged_at": functools.partial(_check_time, optional=True),
+}
+
+# %% ../../nbs/60_monitoring.records.ipynb
 @dataclasses.dataclass
 class PredictionRecord:
     "One prediction of the recognizer, with its input statistics and any user feedback."
@@ -143,31 +168,6 @@ class PredictionRecord:
     def from_dict(cls, data: dict) -> "PredictionRecord":
         "A record from a dict (a JSON line, a database or DataFrame row): `record_from_dict`."
         return record_from_dict(data)
-
-# %% ../../nbs/60_monitoring.records.ipynb
-def _check_uuid(field, value):
-    "`value` as a canonical UUID string, else raise."
-    try:
-        return str(uuid.UUID(str(value)))
-    except ValueError:
-        raise InvalidRecordError(field, "a UUID such as str(uuid.uuid4())", value) from None
-
-
-_optional_number = functools.partial(_check_number, optional=True)
-_user_text = functools.partial(_check_text, optional=True, max_chars=MAX_FEEDBACK_CHARS)
-_FIELD_CHECKS = {
-    "id": _check_uuid, "time": _check_time, "text": _check_text,
-    "model_version": functools.partial(_check_text, nonempty=True),
-    "width": functools.partial(_check_number, low=1, integer=True),
-    "height": functools.partial(_check_number, low=1, integer=True),
-    "aspect": functools.partial(_check_number, low=0), "mean_intensity": functools.partial(_check_number, low=0, high=1),
-    "polarity": functools.partial(_check_text, choices=POLARITIES),
-    "confidence": functools.partial(_optional_number, low=0, high=1), "entropy": functools.partial(_optional_number, low=0),
-    "latency_ms": functools.partial(_optional_number, low=0), "source": functools.partial(_check_text, nonempty=True),
-    "image_sha256": lambda field, value: check_sha256(value, field, optional=True),
-    "flag": functools.partial(_check_text, optional=True, choices=FLAGS), "comment": _user_text,
-    "corrected_text": _user_text, "flagged_at": functools.partial(_check_time, optional=True),
-}
 
 # %% ../../nbs/60_monitoring.records.ipynb
 RECORD_FIELDS = [f.name for f in dataclasses.fields(PredictionRecord)]
