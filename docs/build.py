@@ -127,7 +127,7 @@ def build(notebooks: list[Path], out: Path, api: bool, workers: int) -> Path:
     if api:
         (src / "api.rst").write_text(API_PAGE)
     html = out / "html"
-    command = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "--keep-going", "-c", str(ROOT / "docs"),
+    command = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "--keep-going", "-j", "auto", "-c", str(ROOT / "docs"),
                "-d", str(out / "doctrees"), str(src), str(html)]
     if subprocess.run(command, cwd=ROOT).returncode != 0:  # noqa: S603 (our interpreter, our files)
         raise SystemExit("docs: sphinx-build failed (its messages are above)")

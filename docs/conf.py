@@ -17,7 +17,8 @@ author = _s["author"]
 copyright = _s["copyright"]  # noqa: A001 (the name Sphinx reads)
 release = version = _s["version"]
 
-extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.autosummary", "sphinx.ext.viewcode"]
+extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.autosummary", "sphinx.ext.viewcode",
+              "sphinx-mathjax-offline"]  # MathJax copied into the site: no page loads from a CDN
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 root_doc = "index"
 
