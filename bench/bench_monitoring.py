@@ -1,4 +1,5 @@
-"""Write throughput of the monitoring store (SQLite, WAL mode): one writer, then many writer processes.
+"""Write throughput of the monitoring store (SQLite, WAL mode): one writer, then many writer processes;
+then what Recorder.submit costs a request while the SQLite file is locked (queued, or spooled).
 
     .venv/bin/python bench/bench_monitoring.py                      # writes bench/results/monitoring.json
     .venv/bin/python bench/bench_monitoring.py --records 500 --per-writer 100 --out /tmp/monitoring.json  # quick
@@ -27,7 +28,7 @@ from PIL import Image
 
 sys.path.insert(0, str(ROOT))
 
-from text_recognizer.monitoring import SQLiteStore, new_record  # noqa: E402
+from text_recognizer.monitoring import Recorder, SQLiteStore, new_record  # noqa: E402
 
 
 def line_image(seed: int) -> bytes:
@@ -105,6 +106,26 @@ def concurrent_writers(folder: Path, writers: int, per_writer: int, with_images:
                                              [x for o in outcomes for x in o[2]], writers * per_writer))
 
 
+def recorder_while_locked(folder: Path, count: int, capacity: int) -> dict:
+    "What a request pays to record while another connection holds the SQLite lock, and how long the catch-up takes."
+    store = SQLiteStore(folder / "locked.db")
+    items = make_records(0, count, with_images=True)
+    locker = sqlite3.connect(store.path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    recorder, latencies = Recorder(store, capacity=capacity), []
+    for record, image in items:
+        t0 = time.perf_counter()
+        recorder.submit(record, image)
+        latencies.append((time.perf_counter() - t0) * 1000)
+    locker.execute("ROLLBACK")
+    locker.close()
+    released = time.time()
+    recorder.close()
+    assert len(store.records()) == count and store.integrity_check() == "ok"
+    return dict(capacity=capacity, catch_up_seconds=round(time.time() - released, 3),
+                **summarize([released], [released + sum(latencies) / 1000], latencies, count))
+
+
 def machine() -> dict:
     "What the figures were measured on."
     return dict(platform=platform.platform(), cpu=cpu_model(), cpu_count=os.cpu_count(), python=platform.python_version(),
@@ -125,11 +146,15 @@ def main(argv=None) -> int:
              ("single writer, with image", "single", True, "NORMAL"),
              ("single writer, with image, synchronous=FULL", "single", True, "FULL"),
              (f"{args.writers} writer processes, no image", "concurrent", False, "NORMAL"),
-             (f"{args.writers} writer processes, with image", "concurrent", True, "NORMAL")]
+             (f"{args.writers} writer processes, with image", "concurrent", True, "NORMAL"),
+             ("Recorder.submit, store locked, all queued", "recorder", True, "NORMAL"),
+             ("Recorder.submit, store locked, queue of 10 (the rest spooled)", "spooling", True, "NORMAL")]
     for name, kind, with_images, synchronous in cases:
         with tempfile.TemporaryDirectory(dir=args.dir) as folder:
             if kind == "single":
                 result = single_writer(Path(folder), args.records, with_images, synchronous)
+            elif kind in ("recorder", "spooling"):
+                result = recorder_while_locked(Path(folder), min(args.records, 500), 1000 if kind == "recorder" else 10)
             else:
                 result = concurrent_writers(Path(folder), args.writers, args.per_writer, with_images, synchronous)
         results["cases"][name] = result

@@ -136,11 +136,12 @@ def default_spool_dir(store: MonitoringStore | None = None) -> Path:
     return Path(path).parent / "spool" if path else home_dir() / "monitoring" / "spool"
 
 
-def _open_spool(folder) -> Spool:
-    "A spool in `folder`, or in the temporary folder when `folder` cannot be written."
+def _open_spool(folder=None, store: MonitoringStore | None = None) -> Spool:
+    "A spool in `folder` (default: `default_spool_dir(store)`), or in the temporary folder when that cannot be written."
     try:
+        folder = folder or default_spool_dir(store)  # inside the try: a home directory may not even exist
         return Spool(folder)
-    except OSError as error:
+    except (OSError, RuntimeError, KeyError) as error:
         _logger.warning("cannot spool monitoring records in %s (%s); using the temporary folder", folder, error)
         return Spool(Path(tempfile.gettempdir()) / "text_recognizer-monitoring-spool")
 
@@ -183,7 +184,7 @@ class Recorder:
                  capacity: int = 1000,  # entries waiting in memory; beyond this they go to the spool
                  retry_s: float = 5.0):  # how long an unavailable store is left alone before the next try
         self.store, self.retry_s, self.closed = store, retry_s, False
-        self.queue, self.spool = queue.Queue(capacity), _open_spool(spool_dir or default_spool_dir(store))
+        self.queue, self.spool = queue.Queue(capacity), _open_spool(spool_dir, store)
         self._retry_at, self._in_flight, self._outage = 0.0, None, False
         self._thread = threading.Thread(target=self._run, name="monitoring-recorder", daemon=True)
         self._thread.start()
