@@ -121,7 +121,10 @@ def _white_value(image: Image.Image) -> float | None:
     "The value that becomes white for a 16-bit, 32-bit or float image; None for 8-bit modes."
     if image.mode not in HIGH_BIT_MODES:
         return None
-    peak = max(float(np.asarray(strip).max()) for _, strip in _strips(image))
+    try:
+        peak = float(image.getextrema()[1])  # computed in C, no copy
+    except ValueError:  # byte orders Pillow cannot take the extrema of
+        peak = max(float(np.asarray(strip).max()) for _, strip in _strips(image))
     if image.mode == "F" and peak <= 1.0:
         return 1.0
     return 255.0 if peak <= 255 else 65535.0
@@ -151,8 +154,9 @@ def to_grayscale(image: Image.Image, # a decoded image of any mode
     white = _white_value(image)
     gray = Image.new("L", (math.ceil(image.width / factor), math.ceil(image.height / factor)))
     for top, strip in _strips(image, factor):
-        part = _strip_to_gray(strip, white)
-        gray.paste(part.reduce(factor) if factor > 1 else part, (0, top // factor))
+        early = factor > 1 and strip.mode in ("I", "F")  # average wide values first: fewer to scale
+        part = _strip_to_gray(strip.reduce(factor) if early else strip, white)
+        gray.paste(part.reduce(factor) if factor > 1 and not early else part, (0, top // factor))
     return gray
 
 # %% ../nbs/02_images.ipynb
