@@ -71,8 +71,8 @@ def _make_room(view: np.ndarray, room: int, paper: float) -> None:
 # %% ../../../nbs/12f_data.synthetic.scan.ipynb
 def scanner_border(pixels: np.ndarray, rng: np.random.Generator, sides: int | None = None) -> np.ndarray:
     "A dark band beyond the paper's edge on `sides` random sides (None: 1 or 2), ragged and soft, never over the ink."
-    pixels, (height, width), paper = pixels.copy(), pixels.shape, float(np.percentile(pixels, 90))
-    line = height <= 2 * LINE_IMAGE_HEIGHT  # a line: bands left or right only, its content squeezed to make room
+    pixels, paper = pixels.copy(), float(np.percentile(pixels, 90))
+    line = pixels.shape[0] <= 2 * LINE_IMAGE_HEIGHT  # a line: bands left or right only, its content squeezed to make room
     for side in rng.permutation(2 if line else 4)[:sides or int(rng.integers(1, 3))]:
         view = [pixels, pixels[:, ::-1], pixels.T, pixels.T[:, ::-1]][side]  # the side's edge at column 0
         length, depth = view.shape

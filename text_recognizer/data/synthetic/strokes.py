@@ -12,7 +12,7 @@ __all__ = ['HERSHEY_DIR', 'CURSIVE_STROKE_FAMILIES', 'PRINT_STROKE_FAMILIES', 'S
 # %% ../../../nbs/12e_data.synthetic.strokes.ipynb
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +78,7 @@ def _records(text: str) -> list:
     return records
 
 
-@lru_cache(maxsize=None)
+@cache
 def stroke_font(family: str) -> dict:
     "The glyphs of Hershey `family` by character (space to '~')."
     path = HERSHEY_DIR / f"{family}.jhf"
@@ -145,7 +145,7 @@ def sample_stroke_style(rng: np.random.Generator, family=None, augment: bool = T
         ink=0.6 + 0.4 * next(u), paper=0.82 + 0.18 * next(u), noise=0.04 * next(u), size=0.9 + 0.2 * next(u))
 
 # %% ../../../nbs/12e_data.synthetic.strokes.ipynb
-@lru_cache(maxsize=None)
+@cache
 def _glyph_points(family: str, char: str) -> tuple:
     "A glyph's strokes as one array of points (x from its left bearing), the points per stroke, and its advance."
     g = glyph(char, family)
@@ -263,7 +263,7 @@ def _line_ink(text: str, style: StrokeStyle, rng: np.random.Generator, augment: 
     "Ink in [0, 1] of one line of `text`, `height` rows (None: as many as the ink needs at `scale`)."
     points, owner, sizes = _place(text, style, rng, augment)
     points = _drift(points, style, rng, augment) if len(points) else np.zeros((1, 2))
-    pad = style.pen * NOMINAL_HEIGHT / LINE_IMAGE_HEIGHT * (1 + style.pressure) * 1.4  # half a pen and a blot
+    pad = style.pen * NOMINAL_HEIGHT / LINE_IMAGE_HEIGHT * (1 + style.pressure) * 1.4 + 1.5  # a blot and a pixel
     low, high = points.min(axis=0) - pad, points.max(axis=0) + pad
     top, bottom = rng.uniform(*margins, 2) if augment else (np.mean(margins),) * 2
     scale = scale or (height - top - bottom) / (high[1] - low[1])
