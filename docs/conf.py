@@ -34,6 +34,8 @@ suppress_warnings = ["myst.header", "mystnb.unknown_mime_type", "misc.highlighti
 autosummary_generate = True
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_typehints = "description"
+# docstrings are written for nbdev (markdown): `name` is code, not a reST title reference
+default_role = "code"
 autodoc_member_order = "bysource"
 # a method overriding Lightning's would show Lightning's long docstring (and its Sphinx errors)
 autodoc_inherit_docstrings = False
