@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from fabricate import serve_files
+from PIL import Image
 
 from text_recognizer.data.download import DownloadError, RemoteFile, download_file, fetch, sha256sum
 from text_recognizer.data.emnist import (
@@ -20,8 +21,9 @@ from text_recognizer.data.emnist import (
     EMNISTLines,
     fabricate_emnist_zip,
 )
-from text_recognizer.data.iam import IAM_REMOTE, IAMLines, IAMParagraphs, fabricate_iam_zip
+from text_recognizer.data.iam import IAM_REMOTE, IAMLines, IAMParagraphs, fabricate_iam_zip, process_iam
 from text_recognizer.data.mnist import MNIST, MNIST_FILES, write_idx
+from text_recognizer.data.modules import FeedbackDatasetError, read_feedback_pages
 from text_recognizer.metadata import MAX_LINE_LENGTH, MAX_PARAGRAPH_LENGTH, VOCABULARY, indices_to_text
 from text_recognizer.utils import HOME_ENV_VAR
 
@@ -273,6 +275,33 @@ def test_iam_local_zip_and_local_folder(iam_zip, tmp_path, monkeypatch):
     assert len(lines.data_test) == 2 and lines.data_test[0][0].shape == (1, 40, 640)
 
 
+def _altered_zip(source, target, old: bytes, new: bytes, rename=None):
+    "A copy of the zip `source` with `old` replaced by `new` in every member (and member names renamed)."
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as altered:
+        for info in original.infolist():
+            name = rename(info.filename) if rename else info.filename
+            altered.writestr(name, original.read(info).replace(old, new))
+    return target
+
+
+@pytest.mark.parametrize("evil", ["../../../../escaped", "/tmp/escaped-iam-line", "a01/../../../escaped"])
+def test_iam_line_ids_that_are_not_plain_names_are_refused(iam_zip, tmp_path, evil):
+    evil_zip = _altered_zip(iam_zip, tmp_path / "evil.zip", b'<line id="a01-003-00"', f'<line id="{evil}"'.encode())
+    out = tmp_path / "deep" / "er" / "processed"
+    with pytest.raises(ValueError, match="not a plain IAM id"):
+        process_iam(evil_zip, out)
+    assert not out.exists() and files_in(out.parent) == []  # nothing written, not even a temporary folder
+    assert not list(tmp_path.rglob("escaped*")) and not os.path.exists("/tmp/escaped-iam-line.png")
+
+
+def test_iam_form_file_names_that_are_not_plain_ids_are_refused(iam_zip, tmp_path):
+    rename = lambda name: name.replace("xml/a01-003.xml", "xml/../../escaped.xml")  # noqa: E731
+    evil_zip = _altered_zip(iam_zip, tmp_path / "evil.zip", b"", b"", rename=rename)
+    with pytest.raises(ValueError, match="not a plain IAM id"):
+        process_iam(evil_zip, tmp_path / "processed")
+    assert not list(tmp_path.rglob("escaped*.png"))
+
+
 # ---------------------------------------------------------------- MNIST
 
 
@@ -296,3 +325,43 @@ def test_mnist_download_over_loopback(tmp_path):
     auto = MNIST(num_workers=0, folder=tmp_path / "cache", files=files)  # downloaded now: "auto" picks MNIST
     auto.setup()
     assert auto.source == "mnist"
+
+
+# ---------------------------------------------------------------- feedback folders (untrusted input)
+
+
+def _feedback_folder(folder, image_name):
+    "A feedback folder with one good image, whose labels.jsonl names `image_name`."
+    (folder / "images").mkdir(parents=True)
+    Image.new("L", (120, 40), 255).save(folder / "images" / "0.png")
+    (folder / "labels.jsonl").write_text(json.dumps({"image": image_name, "text": "hello"}) + "\n")
+    return folder
+
+
+def test_feedback_folder_reads_its_own_images(tmp_path):
+    [(image, text, where)] = read_feedback_pages(_feedback_folder(tmp_path / "folder", "images/0.png"))
+    assert image.mode == "L" and image.size == (120, 40) and text == "hello" and where.endswith("labels.jsonl:1")
+
+
+@pytest.mark.parametrize("kind", ["parent", "absolute", "symlink", "symlinked_labels"])
+def test_feedback_folder_refuses_files_outside_it(tmp_path, kind):
+    secret = tmp_path / "secret.png"
+    Image.new("L", (120, 40), 0).save(secret)
+    name = {"parent": "../secret.png", "absolute": str(secret)}.get(kind, "images/link.png")
+    folder = _feedback_folder(tmp_path / "folder", name)
+    (folder / "images" / "link.png").symlink_to(secret)
+    if kind == "symlinked_labels":
+        (tmp_path / "outside.jsonl").write_text(json.dumps({"image": "images/0.png", "text": "hello"}) + "\n")
+        (folder / "labels.jsonl").unlink()
+        (folder / "labels.jsonl").symlink_to(tmp_path / "outside.jsonl")
+    with pytest.raises(FeedbackDatasetError, match="outside the feedback folder"):
+        read_feedback_pages(folder)
+
+
+def test_feedback_decompression_bomb_is_a_clear_error_naming_the_file(tmp_path):
+    folder = _feedback_folder(tmp_path / "folder", "images/bomb.png")
+    Image.new("1", (20_000, 10_000)).save(folder / "images" / "bomb.png")  # 200 million pixels, about 30 KB
+    assert (folder / "images" / "bomb.png").stat().st_size < 100_000
+    with pytest.raises(FeedbackDatasetError, match=r"bomb\.png.*decompression bomb") as error:
+        read_feedback_pages(folder)
+    assert "labels.jsonl:1" in str(error.value)

@@ -19,6 +19,7 @@ from .base import BaseDataModule, ImageLabelDataset, encode_text
 from .synthetic import (HELD_OUT_FONTS, TRAIN_FONTS, SyntheticCharacterDataset,
                                             SyntheticLineDataset, SyntheticParagraphDataset, load_fonts)
 from .transforms import RandomAugment, line_transform
+from ..images import BadImageError, load_image
 from ..metadata import (CHAR_IMAGE_SIZE, LINE_IMAGE_HEIGHT, LINE_IMAGE_WIDTH, MAX_LINE_LENGTH,
                                       MAX_PARAGRAPH_LENGTH, PARAGRAPH_IMAGE_SIZE, VOCABULARY, UnknownCharacterError,
                                       text_to_indices)
@@ -213,6 +214,7 @@ def resolve_segmenter(segmenter):
 
 # %% ../../nbs/17_data.modules.ipynb
 def _check_line(line: str, where: str):
+    "Raise `FeedbackDatasetError` unless `line` is in the vocabulary and not longer than the line model reads."
     try:
         text_to_indices(line)
     except UnknownCharacterError as error:
@@ -222,47 +224,62 @@ def _check_line(line: str, where: str):
         raise FeedbackDatasetError(f"{where}: a line of {len(line)} characters; the line model reads at most "
                                    f"{MAX_LINE_LENGTH}. Split it into shorter lines or leave the example out.")
 
+# %% ../../nbs/17_data.modules.ipynb
+def _inside(folder, name: str, where: str) -> Path:
+    "The file `name` inside `folder`; absolute paths, `..` and links that lead out of `folder` are refused."
+    root, path = Path(folder).resolve(), (Path(folder) / name).resolve()
+    if Path(name).is_absolute() or not path.is_relative_to(root):
+        raise FeedbackDatasetError(f"{where}: {name!r} is outside the feedback folder {root}; labels.jsonl may only "
+                                   "name files inside its folder (like images/NAME.png). Export the folder again "
+                                   "(text-recognizer monitor --export-flagged FOLDER).")
+    return path
 
+# %% ../../nbs/17_data.modules.ipynb
 def _read_image(path: Path, where: str) -> Image.Image:
+    "The grayscale image at `path`, decoded by `images.load_image`, or a `FeedbackDatasetError` naming it."
     try:
-        with Image.open(path) as image:
-            return image.convert("L")
-    except OSError as error:  # missing, unreadable, or not an image (PIL's UnidentifiedImageError is an OSError)
-        raise FeedbackDatasetError(f"{where}: cannot read the image {path} ({error}). Export the folder again "
+        return load_image(path)
+    except BadImageError as error:
+        raise FeedbackDatasetError(f"{where}: cannot read the image {path}: {error}. Export the folder again "
                                    "(text-recognizer monitor --export-flagged FOLDER), or delete that line of "
                                    "labels.jsonl.") from None
+
+# %% ../../nbs/17_data.modules.ipynb
+def _label_record(row: str, where: str) -> dict:
+    "One record of labels.jsonl, {'image': ..., 'text': ...}, with every line of its text checked."
+    try:
+        item = json.loads(row)
+    except json.JSONDecodeError:
+        item = None
+    if not (isinstance(item, dict) and isinstance(item.get("image"), str) and isinstance(item.get("text"), str)):
+        raise FeedbackDatasetError(f'{where}: each line must be {{"image": "images/NAME.png", "text": "..."}}, '
+                                   f"got {row[:80]!r}")
+    lines = [line.strip() for line in item["text"].split("\n") if line.strip()]
+    if not lines:
+        raise FeedbackDatasetError(f"{where}: an empty label; write the text the image shows, or delete the line")
+    for line in lines:
+        _check_line(line, where)
+    return item
 
 # %% ../../nbs/17_data.modules.ipynb
 def read_feedback_pages(folder,  # a folder with labels.jsonl and the images it names (`export_flagged_dataset`)
                         ) -> list[tuple[Image.Image, str, str]]:
     "(greyscale image, text as labelled, where) of each example in a feedback folder, every label and image checked."
-    labels = Path(folder) / "labels.jsonl"
+    labels = _inside(folder, "labels.jsonl", str(folder))
     if not labels.is_file():
         raise FeedbackDatasetError(f"{labels} not found: a feedback folder holds labels.jsonl and the images it names; "
                                    "write one with `text-recognizer monitor --export-flagged FOLDER`")
     pages = []
     for number, row in enumerate(labels.read_text().splitlines(), 1):
-        if not row.strip():
-            continue
-        where = f"{labels}:{number}"
-        try:
-            item = json.loads(row)
-        except json.JSONDecodeError:
-            item = None
-        if not (isinstance(item, dict) and isinstance(item.get("image"), str) and isinstance(item.get("text"), str)):
-            raise FeedbackDatasetError(f'{where}: each line must be {{"image": "images/NAME.png", "text": "..."}}, '
-                                       f"got {row[:80]!r}")
-        lines = [line.strip() for line in item["text"].split("\n") if line.strip()]
-        if not lines:
-            raise FeedbackDatasetError(f"{where}: an empty label; write the text the image shows, or delete the line")
-        for line in lines:
-            _check_line(line, where)
-        pages.append((_read_image(Path(folder) / item["image"], where), item["text"], where))
+        if row.strip():
+            where = f"{labels}:{number}"
+            item = _label_record(row, where)
+            pages.append((_read_image(_inside(folder, item["image"], where), where), item["text"], where))
     if not pages:
         raise FeedbackDatasetError(f"{labels} holds no examples; flag and correct some predictions first")
     return pages
 
-
+# %% ../../nbs/17_data.modules.ipynb
 def read_feedback_lines(folder,  # a folder with labels.jsonl and the images it names (`export_flagged_dataset`)
                         segmenter=None,  # page -> line boxes (or its 'package.module:function'); None: line images
                         ) -> tuple[list, list[str], dict]:
