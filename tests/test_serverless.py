@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image, ImageDraw
 
-from text_recognizer import serverless
+from text_recognizer import serverless, serverless_input
 from text_recognizer.serverless_local import MAX_REQUEST_BYTES, RUNTIME_PREFIX, LocalLambdaRuntime
 
 BUCKET = "text-recognizer-test-images"
@@ -338,16 +338,16 @@ def tls_server(tmp_path_factory):
 
 def test_https_fetch_pins_the_checked_address_and_verifies_tls(tls_server):
     base, context = tls_server
-    assert serverless.fetch_https(base + "/page.png", ssl_context=context, allow_private=True) == PNG
+    assert serverless_input.fetch_https(base + "/page.png", ssl_context=context, allow_private=True) == PNG
     for path, words in [("/missing.png", "HTTP 404"), ("/moved", "redirects are not followed")]:
-        with pytest.raises(serverless.BadInputError) as caught:
-            serverless.fetch_https(base + path, ssl_context=context, allow_private=True)
+        with pytest.raises(serverless_input.BadInputError) as caught:
+            serverless_input.fetch_https(base + path, ssl_context=context, allow_private=True)
         assert caught.value.status == 422 and words in caught.value.message
-    with pytest.raises(serverless.BadInputError) as caught:  # the system CAs do not trust our certificate
-        serverless.fetch_https(base + "/page.png", allow_private=True)
+    with pytest.raises(serverless_input.BadInputError) as caught:  # the system CAs do not trust our certificate
+        serverless_input.fetch_https(base + "/page.png", allow_private=True)
     assert caught.value.status == 422 and "SSL" in caught.value.message
-    with pytest.raises(serverless.BadInputError) as caught:  # and the handler never fetches from loopback
-        serverless.fetch_image_url(base + "/page.png")
+    with pytest.raises(serverless_input.BadInputError) as caught:  # and the handler never fetches from loopback
+        serverless_input.fetch_image_url(base + "/page.png")
     assert caught.value.status == 422
 
 
@@ -365,8 +365,8 @@ def test_handler_module_imports_without_the_predictor():
 def test_a_dripping_https_server_is_cut_off_at_the_deadline(tls_server):
     base, context = tls_server
     start = time.monotonic()
-    with pytest.raises(serverless.BadInputError) as caught:
-        serverless.fetch_https(base + "/drip", ssl_context=context, allow_private=True, deadline_s=3)
+    with pytest.raises(serverless_input.BadInputError) as caught:
+        serverless_input.fetch_https(base + "/drip", ssl_context=context, allow_private=True, deadline_s=3)
     elapsed = time.monotonic() - start
     assert caught.value.status == 422 and "within 3 s" in caught.value.message
     assert elapsed < 4, elapsed  # one deadline for headers and body, though every byte came within 2 s
@@ -433,11 +433,11 @@ def reset(connection):
 
 def test_a_stalled_s3_endpoint_is_cut_off_within_the_deadline(loopback_s3, monkeypatch):
     loopback_s3(stall)
-    monkeypatch.setattr(serverless, "FETCH_TIMEOUT_S", 3)
+    monkeypatch.setattr(serverless_input, "FETCH_TIMEOUT_S", 3)
     start = time.monotonic()
-    finished, outcome = finishes_within(10, lambda: serverless.fetch_image_url("s3://bucket/page.png"))
+    finished, outcome = finishes_within(10, lambda: serverless_input.fetch_image_url("s3://bucket/page.png"))
     assert finished and time.monotonic() - start < 3.5, "botocore's timeouts and retries overran the deadline"
-    assert isinstance(outcome, serverless.BadInputError) and outcome.status == 422, outcome
+    assert isinstance(outcome, serverless_input.BadInputError) and outcome.status == 422, outcome
 
 
 def test_an_s3_connection_reset_is_a_4xx_with_a_message(loopback_s3):
