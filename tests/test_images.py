@@ -95,3 +95,26 @@ def test_large_images_decode_to_the_same_page_shrunk(large_images):
 def test_non_finite_float_images_are_refused():
     with pytest.raises(BadImageError, match="NaN or infinite"):
         load_image(Image.fromarray(np.full((50, 50), np.inf, np.float32)))
+
+
+def test_what_cannot_fit_the_decoding_budget_is_refused_before_decoding(monkeypatch):
+    import io
+
+    import text_recognizer.images as images
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1000, 800), "white").save(buffer, "PNG")
+    monkeypatch.setattr(images, "MAX_DECODED_BYTES", 1_000_000)  # 1000 x 800 x 4 bytes = 3.2 MB
+    with pytest.raises(BadImageError, match="needs 3 MB decoded, more than the 1 MB allowed"):
+        load_image(buffer.getvalue())
+
+
+def test_a_big_sideways_photo_is_shrunk_and_turned_upright(tmp_path):
+    photo = Image.new("RGB", (6000, 3000), "white")
+    photo.paste((0, 0, 0), (0, 0, 6000, 300))  # a dark band along the stored top edge
+    exif = photo.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    path = _save(photo, tmp_path / "sideways.jpg", exif=exif, quality=70)
+    upright = np.asarray(load_image(path))
+    assert upright.shape == (3000, 1500)  # 18 MP: halved while decoding, then turned: 1500 wide, 3000 tall
+    assert upright[:, -100:].mean() < 40 and upright[:, :100].mean() > 200  # the band is now on the right
