@@ -4,8 +4,8 @@
 
 # %% auto 0
 __all__ = ['IAM_REMOTE', 'SPLIT_FILES', 'SAFE_ID', 'FABRICATED_FORMS', 'safe_id', 'IAMArchive', 'fabricate_iam_zip', 'IAMLine',
-           'IAMForm', 'parse_form', 'normalize_text', 'unknown_characters', 'assign_splits', 'process_iam', 'IAMLines',
-           'IAMParagraphs']
+           'IAMForm', 'parse_form', 'normalize_text', 'unknown_characters', 'assign_splits', 'process_iam',
+           'iam_source', 'IAMLines', 'IAMParagraphs']
 
 # %% ../../nbs/15_data.iam.ipynb
 import hashlib
@@ -93,7 +93,7 @@ FABRICATED_FORMS = [  # (form id, writer, task file or None, lines of text)
     ("e05-100", "005", None, ["Wasn't that a dainty dish", "to set before the king?"]),
 ]
 
-
+# %% ../../nbs/15_data.iam.ipynb
 def _form_xml(form_id, writer, width, height, lines) -> str:
     "IAM-style XML for a form whose `lines` are (text, [(word, (x, y, w, h)), ...])."
     q = lambda s: html.escape(s, quote=True).replace("&#x27;", "'")  # noqa: E731
@@ -107,7 +107,24 @@ def _form_xml(form_id, writer, width, height, lines) -> str:
         out.append("</line>")
     return "\n".join(out + ["</handwritten-part>", "</form>"])
 
+# %% ../../nbs/15_data.iam.ipynb
+def _draw_form(writer: str, texts: list, size: tuple, font) -> tuple:
+    "A form page (the scan, at `size`) with `texts` written on it, and each line as (text, [(word, (x, y, w, h))])."
+    page = Image.new("L", size, 235)
+    draw = ImageDraw.Draw(page)
+    draw.text((80, 60), "printed prompt", fill=30, font=ImageFont.load_default(size=30))
+    lines = []
+    for k, text in enumerate(texts):
+        x, y, words = 80 + 7 * int(writer), 300 + 110 * k, []
+        for word in text.split(" "):
+            left, t, right, bottom = draw.textbbox((x, y), word, font=font)
+            draw.text((x, y), word, fill=20 + 10 * int(writer), font=font)
+            words.append((word, (left, t, right - left, bottom - t)))
+            x = right + 24
+        lines.append((text, words))
+    return page, lines
 
+# %% ../../nbs/15_data.iam.ipynb
 def fabricate_iam_zip(path,  # where to write the zip
                       forms=FABRICATED_FORMS,  # (form id, writer, task file or None, texts)
                       top: str = "iamdb/") -> Path:  # top folder inside the zip, as in iamdb.zip
@@ -119,20 +136,9 @@ def fabricate_iam_zip(path,  # where to write the zip
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w") as archive:
         for form_id, writer, task, texts in forms:
-            page = Image.new("L", (width, height), 235)
-            draw = ImageDraw.Draw(page)
-            draw.text((80, 60), "printed prompt", fill=30, font=ImageFont.load_default(size=30))
-            lines = []
-            for k, text in enumerate(texts):
-                x, y, words = 80 + 7 * int(writer), 300 + 110 * k, []
-                for word in text.split(" "):
-                    left, t, right, bottom = draw.textbbox((x, y), word, font=font)
-                    draw.text((x, y), word, fill=20 + 10 * int(writer), font=font)
-                    words.append((word, (left, t, right - left, bottom - t)))
-                    x = right + 24
-                lines.append((text, words))
-                if task:
-                    tasks[task].append(f"{form_id}-{k:02d}")
+            page, lines = _draw_form(writer, texts, (width, height), font)
+            if task:
+                tasks[task] += [f"{form_id}-{k:02d}" for k in range(len(texts))]
             jpeg = BytesIO()
             page.resize((width // 2, height // 2), Image.BILINEAR).save(jpeg, "JPEG", quality=90)
             archive.writestr(f"{top}forms/{form_id}.jpg", jpeg.getvalue())
@@ -215,6 +221,35 @@ def _crop(page: Image.Image, box, scale: float, pad: int) -> Image.Image:
     return page.crop(tuple(round(v * scale) for v in (x1 - pad, y1 - pad, x2 + pad, y2 + pad)))
 
 
+def _line_texts(form: IAMForm, report: dict) -> list:
+    "Each line's text in the vocabulary, or None where a character is outside it (counted in `report`)."
+    texts = []
+    for line in form.lines:
+        text = normalize_text(line.text)
+        report["lines_normalized"] += text != line.text
+        if unknown := unknown_characters(text):
+            report["lines_dropped_unknown_characters"][line.id] = "".join(sorted(unknown))
+            text = None
+        texts.append(text)
+    return texts
+
+# %% ../../nbs/15_data.iam.ipynb
+def _crop_form(page: Image.Image, form_id: str, form: IAMForm, texts: list, split: str, work: Path, labels: dict,
+               line_pad: int):
+    "Save the crops of one form into `work/{lines,paragraphs}/split/` and add their labels to `labels`."
+    scale, item = page.width / form.size[0], {"form": form_id, "writer": form.writer}
+    for line, text in zip(form.lines, texts):
+        if text is not None:
+            (work / "lines" / split).mkdir(parents=True, exist_ok=True)
+            _crop(page, line.box, scale, line_pad).save(work / "lines" / split / f"{line.id}.png")
+            labels["lines"][split].append({"id": line.id, "text": text, **item})
+    if form.lines and None not in texts:
+        box = tuple(f(line.box[i] for line in form.lines) for i, f in enumerate((min, min, max, max)))
+        (work / "paragraphs" / split).mkdir(parents=True, exist_ok=True)
+        _crop(page, box, scale, 2 * line_pad).save(work / "paragraphs" / split / f"{form_id}.png")
+        labels["paragraphs"][split].append({"id": form_id, "text": "\n".join(texts), **item})
+
+# %% ../../nbs/15_data.iam.ipynb
 def process_iam(source,  # iamdb.zip or a folder with the same layout
                 out_dir,  # the processed folder to create
                 line_pad: int = 12) -> dict:  # padding around line boxes, in scan pixels
@@ -232,31 +267,12 @@ def process_iam(source,  # iamdb.zip or a folder with the same layout
     work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=out_dir.name + ".tmp-"))
     try:
         for form_id, split in tqdm(sorted(splits.items()), desc="IAM forms", disable=is_smoke()):
-            form = forms[form_id]
             if not archive.has(f"forms/{form_id}.jpg"):
                 report["forms_missing_image"].append(form_id)
                 continue
             page = Image.open(BytesIO(archive.read(f"forms/{form_id}.jpg"))).convert("L")
-            scale = page.width / form.size[0]
-            texts = []
-            for line in form.lines:
-                text = normalize_text(line.text)
-                report["lines_normalized"] += text != line.text
-                if unknown := unknown_characters(text):
-                    report["lines_dropped_unknown_characters"][line.id] = "".join(sorted(unknown))
-                    texts.append(None)
-                    continue
-                texts.append(text)
-                folder = work / "lines" / split
-                folder.mkdir(parents=True, exist_ok=True)
-                _crop(page, line.box, scale, line_pad).save(folder / f"{line.id}.png")
-                labels["lines"][split].append({"id": line.id, "text": text, "form": form_id, "writer": form.writer})
-            if form.lines and None not in texts:
-                box = tuple(f(line.box[i] for line in form.lines) for i, f in enumerate((min, min, max, max)))
-                folder = work / "paragraphs" / split
-                folder.mkdir(parents=True, exist_ok=True)
-                _crop(page, box, scale, 2 * line_pad).save(folder / f"{form_id}.png")
-                labels["paragraphs"][split].append({"id": form_id, "text": "\n".join(texts), "form": form_id, "writer": form.writer})
+            texts = _line_texts(forms[form_id], report)
+            _crop_form(page, form_id, forms[form_id], texts, split, work, labels, line_pad)
         for kind, by_split in labels.items():
             for split, items in by_split.items():
                 (work / kind).mkdir(exist_ok=True)
@@ -274,6 +290,14 @@ def process_iam(source,  # iamdb.zip or a folder with the same layout
 from ..metadata import LINE_IMAGE_HEIGHT, LINE_IMAGE_WIDTH, PARAGRAPH_IMAGE_SIZE  # noqa: E402
 
 
+def iam_source(remote: RemoteFile, folder: Path, local=None) -> tuple:  # local: a zip or an IAM folder you have
+    "The IAM tree to process (a checked zip, or a local folder used as it is) and a name for its processed cache."
+    local = local or os.environ.get(remote.env_var or "") or None
+    if local and Path(local).is_dir():  # an unpacked tree: nothing to verify, name the cache after its path
+        return Path(local), "dir-" + hashlib.sha256(str(Path(local).resolve()).encode()).hexdigest()[:12]
+    return fetch(remote, folder, local, progress=not is_smoke()), remote.sha256[:12]
+
+# %% ../../nbs/15_data.iam.ipynb
 class _IAMDataModule(BaseDataModule):
     "What IAMLines and IAMParagraphs share: fetching, processing, and loading one kind of crop."
 
@@ -296,11 +320,7 @@ class _IAMDataModule(BaseDataModule):
 
     def prepare_data(self):
         folder = self.folder or data_dir("iam")
-        local = self.local_copy or os.environ.get(self.remote.env_var or "") or None
-        if local and Path(local).is_dir():  # an unpacked tree: nothing to verify, name the cache after its path
-            source, key = Path(local), "dir-" + hashlib.sha256(str(Path(local).resolve()).encode()).hexdigest()[:12]
-        else:
-            source, key = fetch(self.remote, folder, local, progress=not is_smoke()), self.remote.sha256[:12]
+        source, key = iam_source(self.remote, folder, self.local_copy)
         self.processed_dir = folder / f"processed-{key}"
         self.report = process_iam(source, self.processed_dir)
 
@@ -318,7 +338,7 @@ class _IAMDataModule(BaseDataModule):
             self.prepare_data()
         self.data_train, self.data_val, self.data_test = (self._dataset(s) for s in ("train", "val", "test"))
 
-
+# %% ../../nbs/15_data.iam.ipynb
 class IAMLines(_IAMDataModule):
     "IAM handwritten lines: `(1, 40, 640)` ink-bright images, `(MAX_LINE_LENGTH + 2,)` token targets."
 
