@@ -12,7 +12,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -167,28 +166,14 @@ def test_threads_share_a_store_and_feedback_round_trips(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def moto_s3():
-    "moto's S3 server on 127.0.0.1 with fake credentials in the environment; yields a bucket name."
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def moto_s3(moto_env):
+    "A bucket on this module's moto server (tests/conftest.py), its fake credentials in the environment; yields its name."
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-        env.setenv("AWS_ACCESS_KEY_ID", "testing")  # fake: moto accepts anything
-        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        for key, value in moto_env.items():
+            env.setenv(key, value)
         env.delenv("AWS_PROFILE", raising=False)
-        for _ in range(300):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         monitoring.s3_client().create_bucket(Bucket="monitoring")
         yield "monitoring"
-    server.terminate()
-    server.wait(timeout=10)
 
 
 def test_s3_sink_round_trip(moto_s3):
