@@ -5,8 +5,8 @@
 # %% auto 0
 __all__ = ['logger', 'NO_IMAGE_MESSAGE', 'USER_ERRORS', 'EXAMPLES_DIR', 'INTRO', 'MAX_UPLOAD', 'NoImageError', 'image_from_input',
            'open_recorder', 'record_prediction', 'format_details', 'recognize', 'send_flag',
-           'accept_unreadable_uploads', 'example_images', 'input_tabs', 'reading_column', 'model_name', 'make_app',
-           'launch_app', 'main', 'demo']
+           'accept_unreadable_uploads', 'example_images', 'input_tabs', 'reading_column', 'model_name', 'page_layout',
+           'make_app', 'launch_app', 'main', 'demo']
 
 # %% ../nbs/50_app.ipynb
 import argparse
@@ -95,7 +95,7 @@ def _finite_or_none(value):
         return None
     return value if math.isfinite(value) else None
 
-
+# %% ../nbs/50_app.ipynb
 def format_details(details: dict, total_ms: float | None = None) -> str:
     "One line of Markdown: latency, model version, backend and confidence of a reading."
     latency, confidence = _finite_or_none(details.get("latency_ms")), _finite_or_none(details.get("confidence"))
@@ -219,33 +219,17 @@ Upload a photo or scan of handwritten text (or paste one with Ctrl+V), or write 
 **Draw** tab, then press **Recognize**. Dark ink on light paper reads best."""
 
 # %% ../nbs/50_app.ipynb
-def make_app(recognizer=None,  # has `predict_with_details(image)`; default: the shipped `ParagraphTextRecognizer`
-             store=None,  # monitoring store; default `monitoring.open_store()`; False: record nothing
-             examples=None,  # example image paths; default `example_images()`
-             concurrency_limit: int = 2,  # readings at once (a CPU does little better with more)
-             max_queue: int = 32) -> gr.Blocks:  # requests waiting beyond that get "queue full"
-    "The Gradio Blocks of the app (not launched)."
-    from text_recognizer.monitoring import FLAGS
-
-    if recognizer is None:
-        from text_recognizer.predictor import ParagraphTextRecognizer
-
-        recognizer = ParagraphTextRecognizer()
-    recorder = None if store is False else open_recorder(store)
-    examples = example_images() if examples is None else [str(p) for p in examples]
-    with gr.Blocks(title="Handwriting recognizer", analytics_enabled=False) as app:
-        gr.Markdown(INTRO)
-        reading = gr.State(None)
-        with gr.Row():
-            with gr.Column():
-                upload, upload_button, drawing, drawing_button = input_tabs(examples)
-            with gr.Column():
-                out = reading_column(FLAGS)
-        gr.Markdown(f"Model: `{model_name(recognizer)}`. Readings and flags are recorded to improve the model.",
-                    elem_id="footer-note")
-        _wire(recognizer, recorder, concurrency_limit, reading, upload, upload_button, drawing, drawing_button, out)
-    app.recorder = recorder  # closed (flushed) by `launch_app`'s caller when the app stops
-    return app.queue(default_concurrency_limit=concurrency_limit, max_size=max_queue)
+def page_layout(model: str, examples: list, flags: tuple) -> tuple:
+    "Lay the page out inside the current Blocks: (reading state, upload, its button, pad, its button, reading column)."
+    gr.Markdown(INTRO)
+    reading = gr.State(None)
+    with gr.Row():
+        with gr.Column():
+            upload, upload_button, drawing, drawing_button = input_tabs(examples)
+        with gr.Column():
+            out = reading_column(flags)
+    gr.Markdown(f"Model: `{model}`. Readings and flags are recorded to improve the model.", elem_id="footer-note")
+    return reading, upload, upload_button, drawing, drawing_button, out
 
 # %% ../nbs/50_app.ipynb
 def _wire(recognizer, recorder, concurrency_limit, reading, upload, upload_button, drawing, drawing_button, out):
@@ -264,6 +248,33 @@ def _wire(recognizer, recorder, concurrency_limit, reading, upload, upload_butto
                              api_name="flag")
 
 # %% ../nbs/50_app.ipynb
+def make_app(recognizer=None,  # has `predict_with_details(image)`; default: the shipped `ParagraphTextRecognizer`
+             store=None,  # monitoring store; default `monitoring.open_store()`; False: record nothing
+             examples=None,  # example image paths; default `example_images()`
+             concurrency_limit: int = 2,  # readings at once (a CPU does little better with more)
+             max_queue: int = 32) -> gr.Blocks:  # requests waiting beyond that get "queue full"
+    "The Gradio Blocks of the app (not launched)."
+    from text_recognizer.monitoring import FLAGS
+
+    if recognizer is None:
+        from text_recognizer.predictor import ParagraphTextRecognizer
+
+        recognizer = ParagraphTextRecognizer()
+    recorder = None if store is False else open_recorder(store)
+    examples = example_images() if examples is None else [str(p) for p in examples]
+    with gr.Blocks(title="Handwriting recognizer", analytics_enabled=False) as app:
+        _wire(recognizer, recorder, concurrency_limit, *page_layout(model_name(recognizer), examples, FLAGS))
+    app.recorder = recorder  # closed (flushed) by `launch_app`'s caller when the app stops
+    return app.queue(default_concurrency_limit=concurrency_limit, max_size=max_queue)
+
+# %% ../nbs/50_app.ipynb
+def _public_links(app: gr.Blocks, port: int, share: bool, ngrok: bool) -> dict:
+    "The `share_url` and `ngrok_url` of a launched app (None when not asked for); `IngressError` when one fails."
+    if share and not app.share_url:
+        raise IngressError("--share: Gradio could not open the share link (see its message above).")
+    return {"share_url": app.share_url if share else None, "ngrok_url": open_ngrok_tunnel(port) if ngrok else None}
+
+# %% ../nbs/50_app.ipynb
 MAX_UPLOAD = "10mb"
 
 
@@ -280,16 +291,11 @@ def launch_app(app: gr.Blocks,
     app.launch(server_name=host, server_port=port, share=share, share_server_address=share_server,
                prevent_thread_lock=True, show_error=True, max_file_size=MAX_UPLOAD, quiet=quiet,
                allowed_paths=[str(EXAMPLES_DIR)] if EXAMPLES_DIR.is_dir() else None)
-    urls = {"local_url": f"http://{host}:{port}/", "share_url": None, "ngrok_url": None}
     try:
-        if share and not app.share_url:
-            raise IngressError("--share: Gradio could not open the share link (see its message above).")
-        urls["share_url"] = app.share_url if share else None
-        urls["ngrok_url"] = open_ngrok_tunnel(port) if ngrok else None
+        return {"local_url": f"http://{host}:{port}/", **_public_links(app, port, share, ngrok)}
     except IngressError:
         app.close()
         raise
-    return urls
 
 # %% ../nbs/50_app.ipynb
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -310,7 +316,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                         help=f"open an ngrok tunnel (default: on when {NGROK_TOKEN_ENV_VAR} is set)")
     return parser
 
-
+# %% ../nbs/50_app.ipynb
 def _make_recognizer(args):
     "The recognizer the options ask for."
     if args.model_url:
@@ -338,6 +344,13 @@ def _serve_until_interrupted(app: gr.Blocks, urls: dict, recognizer):
             app.recorder.close()
 
 # %% ../nbs/50_app.ipynb
+def _app_for(args, recognizer) -> gr.Blocks:
+    "The page the options ask for."
+    examples = example_images(args.examples_dir) if args.examples_dir else None
+    return make_app(recognizer, store=False if args.no_monitoring else None, examples=examples,
+                    concurrency_limit=args.concurrency, max_queue=args.max_queue)
+
+# %% ../nbs/50_app.ipynb
 def main(argv: list[str] | None = None, prog: str = "text-recognizer app") -> int:
     "Serve the app until Ctrl+C (`text-recognizer app --help` for the options)."
     args = _parser(prog).parse_args(argv)
@@ -346,9 +359,7 @@ def main(argv: list[str] | None = None, prog: str = "text-recognizer app") -> in
     except Exception as error:  # no model yet, a bad URL, ...: say so, no traceback
         print(f"{prog}: cannot load the model: {error}", file=sys.stderr)
         return 2
-    examples = example_images(args.examples_dir) if args.examples_dir else None
-    app = make_app(recognizer, store=False if args.no_monitoring else None, examples=examples,
-                   concurrency_limit=args.concurrency, max_queue=args.max_queue)
+    app = _app_for(args, recognizer)
     ngrok = bool(os.environ.get(NGROK_TOKEN_ENV_VAR)) if args.ngrok is None else args.ngrok
     try:
         urls = launch_app(app, args.host, args.port, share=args.share, share_server=args.share_server, ngrok=ngrok)

@@ -20,7 +20,7 @@ SHARE_SERVER_ENV_VAR = "GRADIO_SHARE_SERVER_ADDRESS"  # host:port of a self-host
 class IngressError(RuntimeError):
     "A public link (--share or --ngrok) could not be opened; the message says why and what to do."
 
-
+# %% ../nbs/55_ingress.ipynb
 def share_server_address(address: str | None = None) -> tuple[str, int]:
     "(host, port) of the share server: `address`, `$GRADIO_SHARE_SERVER_ADDRESS`, or Gradio's API server."
     address = address or os.environ.get(SHARE_SERVER_ENV_VAR)
@@ -51,7 +51,7 @@ NGROK_INSTALL_HINT = ("install the ngrok agent: `python -c \"from pyngrok import
                       "(downloads it from ngrok.com), or get it from https://ngrok.com/download and set "
                       f"{NGROK_PATH_ENV_VAR} to its path")
 
-
+# %% ../nbs/55_ingress.ipynb
 def find_ngrok_agent(ngrok_path: str | None = None) -> str:  # default: $PYNGROK_NGROK_PATH, pyngrok's folder, PATH
     "The path of an installed ngrok agent; `IngressError` (never a download) when there is none."
     explicit = ngrok_path or os.environ.get(NGROK_PATH_ENV_VAR)

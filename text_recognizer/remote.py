@@ -60,10 +60,6 @@ class RemoteRecognizer:
     def __repr__(self):
         return f"RemoteRecognizer({self.url!r})"
 
-    def predict(self, image) -> str:
-        "The text the deployed model reads in `image`."
-        return self.predict_with_details(image)["text"]
-
 # %% ../nbs/54_remote.ipynb
 def _post(self, image):
     "The HTTP response to the image, and its latency in ms; `ModelServiceError` when there is none."
@@ -95,7 +91,7 @@ def _answer_message(response) -> str:
         pass
     return response.text[:200] or response.reason or "no details"
 
-
+# %% ../nbs/54_remote.ipynb
 def _check_status(response):
     "Raise `RemoteInputError` for a 4xx, `ModelServiceError` for any other status but 200."
     if 400 <= response.status_code < 500:
@@ -121,3 +117,11 @@ def _remote_predict_with_details(self, image) -> dict:
 
 
 RemoteRecognizer.predict_with_details = _remote_predict_with_details
+
+# %% ../nbs/54_remote.ipynb
+def _predict(self, image) -> str:
+    "The text the deployed model reads in `image`."
+    return self.predict_with_details(image)["text"]
+
+
+RemoteRecognizer.predict = _predict
