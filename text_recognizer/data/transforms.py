@@ -54,7 +54,7 @@ def _as_chw(x) -> torch.Tensor:
         raise BadImageError(f"expected one grayscale image of shape (1, H, W), got {tuple(x.shape)}")
     return x.float()
 
-
+# %% ../../nbs/11_data.transforms.ipynb
 def fit_and_pad(x, height: int, width: int,
                 upscale: bool = True,  # scale small images up to touch the box (False: only ever shrink)
                 center: tuple = (True, False),  # center (vertically, horizontally), else top / left aligned
