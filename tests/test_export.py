@@ -325,3 +325,27 @@ def test_fetch_without_wandb_online_says_what_to_do(tmp_path, monkeypatch, capsy
     assert stage_main(["--fetch", "me/text-recognizer/paragraph-text-recognizer:production",
                        "--out", str(tmp_path / "fetched")]) == 1
     assert "WANDB_API_KEY" in capsys.readouterr().err and not (tmp_path / "fetched").exists()
+
+
+# --------------------------------------------------------------------------- checkpoints name registered classes only
+def evil_checkpoint(folder: Path) -> tuple[Path, Path]:
+    "Issue 16 item 1: a checkpoint whose model_spec names `os:system`, which would run `touch MARKER` if imported."
+    marker = folder / "PWNED"
+    spec = {"model_class": "os:system", "lit_class": "ctc", "data_config": f"touch {marker}", "model_args": {}}
+    torch.save({"state_dict": {}, "hyper_parameters": {"model_spec": spec}}, folder / "evil.ckpt")
+    return folder / "evil.ckpt", marker
+
+
+@pytest.mark.parametrize("command", ["export", "stage", "load_checkpoint"])
+def test_a_checkpoint_cannot_name_an_unregistered_class(tmp_path, command):
+    checkpoint, marker = evil_checkpoint(tmp_path)
+    out = str(tmp_path / "out")
+    code = {"export": f"from text_recognizer.cli import main; sys.exit(main(['export', {str(checkpoint)!r}, {out!r}]))",
+            "stage": f"from text_recognizer.cli import main; "
+                     f"sys.exit(main(['stage', {str(checkpoint)!r}, '--out', {out!r}, '--no-wandb']))",
+            "load_checkpoint": f"from text_recognizer.training import load_checkpoint; load_checkpoint({str(checkpoint)!r})"}
+    result = subprocess.run([sys.executable, "-c", "import sys; " + code[command]], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "WANDB_MODE": "disabled"})
+    assert not marker.exists(), f"{command} ran the command inside the checkpoint"
+    assert result.returncode != 0 and not (tmp_path / "out").exists()
+    assert "unknown model class 'os:system'" in result.stderr and "LineCNNLSTM" in result.stderr, result.stderr[-2000:]

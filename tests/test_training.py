@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from text_recognizer import training
+from text_recognizer.models.registry import MODEL_CLASSES, model_class
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [str(Path(sys.executable).parent / "text-recognizer"), "train"]
@@ -196,7 +197,7 @@ def test_recipes_resolve_and_list(capsys):
     for name in training.RECIPES:
         assert name in listed
         config, _ = training.resolve_config(["--recipe", name])
-        assert config["data_class"] and config["model_class"] in training.MODELS
+        assert config["data_class"] and config["model_class"] in MODEL_CLASSES
     assert training.main(["--recipe", "nope"]) == 2
     assert "choose one of" in capsys.readouterr().err
 
@@ -208,6 +209,18 @@ def test_print_config_shows_the_layers(tmp_path, capsys):
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["trainer"]["max_epochs"] == 2 and config["lit_args"]["lr"] == 0.02
     assert config["model_class"] == "LineCNNLSTM"
+    assert config["model_args"]["lstm_dim"] == 96 and config["lit_args"]["pct_start"] == 0.2  # resolved: preset, recipe
+
+
+def test_help_lists_each_class_arguments(capsys):
+    "Issue 17: a model's, DataModule's and Lightning module's own arguments, with defaults, from their signatures."
+    with pytest.raises(SystemExit):
+        training.main(["--model-class", "ResnetTransformer", "--help"])
+    shown = capsys.readouterr().out
+    assert "ResnetTransformer arguments" in shown and "--model.tf_dim VALUE" in shown and "(default: 256)" in shown
+    assert "--lit.lr VALUE" in shown and "the learning rate" in shown and "--data.batch_size VALUE" in shown
+    config, _ = training.resolve_config(["--model-class", "ResnetTransformer", "--model.tf_dim", "64"])
+    assert config["model_args"] == {"tf_dim": 64}
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -287,7 +300,7 @@ def test_init_from_a_mismatched_architecture_is_refused(tmp_path, capsys):
     assert "no such file or folder" in capsys.readouterr().err
     from text_recognizer.models.utils import LINES_DATA_CONFIG, from_preset
 
-    model = from_preset(training.get_model_class("LineCNN"), LINES_DATA_CONFIG)
+    model = from_preset(model_class("LineCNN"), LINES_DATA_CONFIG)
     with pytest.raises(training.InitFromError, match=r"tensor\(s\) missing, \d+ unexpected"):
         training.load_init_weights(model, SHIPPED)
 

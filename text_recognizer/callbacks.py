@@ -108,10 +108,14 @@ def checkpoint_callback(monitor: tuple[str, str] = ("val/cer", "min"), # (metric
 class TrainingSpeed(Callback):
     "Training samples per second (data loading included, validation excluded), after `warmup` batches."
 
-    def __init__(self, warmup: int = 3):
+    def __init__(self, warmup: int = 3): # batches not timed (the first ones are slow)
         self.warmup = warmup
         self.batches, self.samples, self.seconds = 0, 0, 0.0
         self._last_end = None
+        self.start_step = None  # the global step training started from (above 0 when resumed)
+
+    def on_train_start(self, trainer, pl_module):
+        self.start_step = trainer.global_step
 
     @property
     def samples_per_second(self) -> float:
@@ -145,9 +149,12 @@ def default_callbacks(monitor: tuple[str, str], # the LitModel's (metric, mode)
                       checkpoint_dir: str | Path | None = None, # where checkpoints go
                       num_examples: int = 8, # rows of the prediction table
                       with_lr_monitor: bool = True, # add the learning-rate monitor (needs a logger)
-                     ) -> list[Callback]:
-    "The callbacks of a training run: checkpoints, prediction table, speed and learning-rate monitor."
-    callbacks = [checkpoint_callback(monitor, checkpoint_dir), PredictionTable(num_examples), TrainingSpeed()]
+                     ) -> dict[str, Callback]:
+    "The callbacks of a training run by name: checkpoints, prediction table, speed and learning-rate monitor."
+    callbacks = {"checkpoint": checkpoint_callback(monitor, checkpoint_dir),
+                 "predictions": PredictionTable(num_examples), "speed": TrainingSpeed()}
     if checkpoint_dir is not None:
-        callbacks.append(OnExceptionCheckpoint(checkpoint_dir, filename="interrupted"))
-    return callbacks + ([LearningRateMonitor(logging_interval="step")] if with_lr_monitor else [])
+        callbacks["interrupted"] = OnExceptionCheckpoint(checkpoint_dir, filename="interrupted")
+    if with_lr_monitor:
+        callbacks["learning_rate"] = LearningRateMonitor(logging_interval="step")
+    return callbacks
