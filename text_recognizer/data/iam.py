@@ -4,8 +4,8 @@
 
 # %% auto 0
 __all__ = ['IAM_REMOTE', 'SPLIT_FILES', 'SAFE_ID', 'FABRICATED_FORMS', 'safe_id', 'IAMArchive', 'fabricate_iam_zip', 'IAMLine',
-           'IAMForm', 'parse_form', 'normalize_text', 'unknown_characters', 'assign_splits', 'process_iam',
-           'iam_source', 'IAMLines', 'IAMParagraphs']
+           'IAMForm', 'parse_form', 'normalize_text', 'unknown_characters', 'task_splits', 'assign_splits',
+           'process_iam', 'iam_source', 'IAMLines', 'IAMParagraphs']
 
 # %% ../../nbs/15_data.iam.ipynb
 import hashlib
@@ -156,7 +156,7 @@ class IAMLine:
     text: str
     box: tuple
 
-
+# %% ../../nbs/15_data.iam.ipynb
 @dataclass
 class IAMForm:
     "What a form's XML says: its id, writer, scan size and handwritten lines."
@@ -190,20 +190,26 @@ def normalize_text(text: str) -> str:
     text = unicodedata.normalize("NFKD", html.unescape(text).translate(_ASCII))
     return " ".join("".join(c for c in text if not unicodedata.combining(c)).split())
 
-
+# %% ../../nbs/15_data.iam.ipynb
 def unknown_characters(text: str) -> set:
     "Characters of a line's `text` that are not in the vocabulary."
     return set(text) - _LINE_CHARACTERS
 
 # %% ../../nbs/15_data.iam.ipynb
-def assign_splits(archive: IAMArchive, writers: dict) -> tuple[dict, list]:
-    "Map each form id to 'train', 'val' or 'test' (official task files, writer-disjoint); also return dropped forms."
+def task_splits(archive: IAMArchive) -> dict:
+    "The split of each form listed in the official task files (a form listed in two splits is an error)."
     split_of = {}
     for name, split in SPLIT_FILES.items():
         for line_id in archive.read(f"task/{name}").decode().split():
             form_id = line_id.rsplit("-", 1)[0]
             if split_of.setdefault(form_id, split) != split:
                 raise ValueError(f"form {form_id} is listed in two splits of {archive.path}: the task files are damaged")
+    return split_of
+
+# %% ../../nbs/15_data.iam.ipynb
+def assign_splits(archive: IAMArchive, writers: dict) -> tuple[dict, list]:
+    "Map each form id to 'train', 'val' or 'test' (official task files, writer-disjoint); also return dropped forms."
+    split_of = task_splits(archive)
     held_out = {writers[f] for f, s in split_of.items() if s != "train" and f in writers}
     dropped = []
     for form_id, writer in writers.items():
@@ -220,7 +226,7 @@ def _crop(page: Image.Image, box, scale: float, pad: int) -> Image.Image:
     x1, y1, x2, y2 = box
     return page.crop(tuple(round(v * scale) for v in (x1 - pad, y1 - pad, x2 + pad, y2 + pad)))
 
-
+# %% ../../nbs/15_data.iam.ipynb
 def _line_texts(form: IAMForm, report: dict) -> list:
     "Each line's text in the vocabulary, or None where a character is outside it (counted in `report`)."
     texts = []
@@ -250,6 +256,16 @@ def _crop_form(page: Image.Image, form_id: str, form: IAMForm, texts: list, spli
         labels["paragraphs"][split].append({"id": form_id, "text": "\n".join(texts), **item})
 
 # %% ../../nbs/15_data.iam.ipynb
+def _write_labels(work: Path, labels: dict, report: dict):
+    "Write `work/{kind}/{split}.json` for every kind and split, counting them in the report, then the report."
+    for kind, by_split in labels.items():
+        for split, items in by_split.items():
+            (work / kind).mkdir(exist_ok=True)
+            (work / kind / f"{split}.json").write_text(json.dumps(items, indent=0))
+            report[f"{kind}_{split}"] = len(items)
+    (work / "report.json").write_text(json.dumps(report, indent=1))
+
+# %% ../../nbs/15_data.iam.ipynb
 def process_iam(source,  # iamdb.zip or a folder with the same layout
                 out_dir,  # the processed folder to create
                 line_pad: int = 12) -> dict:  # padding around line boxes, in scan pixels
@@ -273,12 +289,7 @@ def process_iam(source,  # iamdb.zip or a folder with the same layout
             page = Image.open(BytesIO(archive.read(f"forms/{form_id}.jpg"))).convert("L")
             texts = _line_texts(forms[form_id], report)
             _crop_form(page, form_id, forms[form_id], texts, split, work, labels, line_pad)
-        for kind, by_split in labels.items():
-            for split, items in by_split.items():
-                (work / kind).mkdir(exist_ok=True)
-                (work / kind / f"{split}.json").write_text(json.dumps(items, indent=0))
-                report[f"{kind}_{split}"] = len(items)
-        (work / "report.json").write_text(json.dumps(report, indent=1))
+        _write_labels(work, labels, report)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(work, out_dir)
@@ -350,7 +361,7 @@ class IAMLines(_IAMDataModule):
         with Image.open(path) as image:
             return line_transform(image)
 
-
+# %% ../../nbs/15_data.iam.ipynb
 class IAMParagraphs(_IAMDataModule):
     "IAM handwritten paragraphs: `(1, 576, 640)` ink-bright images, `(MAX_PARAGRAPH_LENGTH + 2,)` token targets."
 
