@@ -7,7 +7,8 @@ __all__ = ['HERSHEY_DIR', 'CURSIVE_STROKE_FAMILIES', 'PRINT_STROKE_FAMILIES', 'S
            'TRAIN_STROKE_FAMILIES', 'FALLBACK_STROKE_FAMILY', 'BASELINE_Y', 'SUPERSAMPLE', 'NOMINAL_HEIGHT',
            'DEBIAN_HANDWRITING_FONTS', 'HELD_OUT_HANDWRITING_FONTS', 'TRAIN_HANDWRITING_FONTS', 'LINE_WIDTH_UNITS',
            'StrokeFontError', 'StrokeGlyph', 'stroke_font', 'coverage', 'glyph', 'StrokeStyle', 'sample_stroke_style',
-           'render_stroke_line', 'render_stroke_paragraph', 'StrokeWidthLimit']
+           'render_stroke_line', 'render_stroke_paragraph', 'StrokeWidthLimit', 'sample_stroke_line',
+           'sample_stroke_paragraph']
 
 # %% ../../../nbs/12e_data.synthetic.strokes.ipynb
 import math
@@ -21,7 +22,9 @@ from PIL import Image, ImageDraw
 from .fonts import DRAWN_CHARACTERS
 from .render import (PARAGRAPH_MARGIN, _check_line, _check_paragraph, _generator,
                                                    _line_gaps, _shrink, _shrink_factor, _stack_lines)
-from ...metadata import LINE_IMAGE_HEIGHT, LINE_IMAGE_WIDTH, PARAGRAPH_IMAGE_SIZE
+from .text import sample_line_text, sample_words, wrap_words
+from ...metadata import (LINE_IMAGE_HEIGHT, LINE_IMAGE_WIDTH, MAX_LINE_LENGTH, MAX_PARAGRAPH_LINES,
+                                      PARAGRAPH_IMAGE_SIZE)
 
 # %% ../../../nbs/12e_data.synthetic.strokes.ipynb
 HERSHEY_DIR = Path("/usr/share/hershey-fonts")  # Debian's hershey-fonts-data (setup/system-packages.sh)
@@ -344,3 +347,22 @@ class StrokeWidthLimit:
         "Does `text` fit?"
         words = text.split(" ")
         return sum(map(self.word, words)) + self.space * (len(words) - 1) <= self.max_width
+
+# %% ../../../nbs/12e_data.synthetic.strokes.ipynb
+def sample_stroke_line(rng: np.random.Generator, split: str = "train", family=None, augment: bool = True) -> tuple:
+    "(image, text): a random line of `split` text written by a random writer of `family` (None: TRAIN_STROKE_FAMILIES)."
+    style = sample_stroke_style(rng, family, augment)
+    limit = StrokeWidthLimit(style.family, LINE_WIDTH_UNITS * rng.uniform(0.85, 1.05), style.word_spacing)
+    text = sample_line_text(rng, split, MAX_LINE_LENGTH, limit)
+    return render_stroke_line(text, rng=rng, style=style, augment=augment), text
+
+
+def sample_stroke_paragraph(rng: np.random.Generator, split: str = "train", family=None, augment: bool = True,
+                            return_line_boxes: bool = False) -> tuple:
+    "(image, text) or (image, text, line boxes): a random paragraph of 1 to MAX_PARAGRAPH_LINES lines, as above."
+    style, num_lines = sample_stroke_style(rng, family, augment), int(rng.integers(1, MAX_PARAGRAPH_LINES + 1))
+    width = (PARAGRAPH_IMAGE_SIZE[1] - 2 * PARAGRAPH_MARGIN - 24) / (LINE_IMAGE_HEIGHT / NOMINAL_HEIGHT * style.size)
+    limit = StrokeWidthLimit(style.family, width * rng.uniform(0.6, 1.0), style.word_spacing)
+    lines = wrap_words(sample_words(rng, split, count=num_lines * 14, faker_fraction=0.05), limit, max_lines=num_lines)
+    image, boxes = render_stroke_paragraph(lines, rng=rng, style=style, augment=augment, return_line_boxes=True)
+    return (image, "\n".join(lines), boxes) if return_line_boxes else (image, "\n".join(lines))
