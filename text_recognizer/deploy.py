@@ -7,7 +7,7 @@ __all__ = ['BASIC_EXECUTION_POLICY', 'MONITORING_POLICY_NAME', 'TRUST_POLICY', '
            'monitoring_env_var', 'monitoring_location', 'DeployConfig', 'DeployError', 'clients', 'ensure_repository',
            'push_commands', 'docker_available', 'push_image', 'image_uri', 'monitoring_policy', 'ensure_role',
            'create_function', 'update_function', 'deploy_function', 'statement_ids', 'sync_public_permissions',
-           'ensure_function_url', 'deploy_steps', 'deploy', 'main']
+           'ensure_function_url', 'deploy_steps', 'warn_if_public', 'deploy', 'main']
 
 # %% ../nbs/53_deploy.ipynb
 import argparse
@@ -60,7 +60,7 @@ def clients(region: str) -> dict:
     session = boto3.session.Session(region_name=region)
     return {name: session.client(name) for name in ("ecr", "iam", "lambda", "sts")}
 
-
+# %% ../nbs/53_deploy.ipynb
 def ensure_repository(ecr, name: str) -> str:
     "The URI of ECR repository `name`, created if missing."
     try:
@@ -80,7 +80,7 @@ def push_commands(repository_uri: str, tag: str, region: str) -> list[str]:
             f"aws ecr get-login-password --region {region} | docker login --username AWS --password-stdin {registry}",
             f"docker push {repository_uri}:{tag}"]
 
-
+# %% ../nbs/53_deploy.ipynb
 def docker_available() -> bool:
     "True when the docker CLI exists and can reach an engine."
     if shutil.which("docker") is None:
@@ -187,7 +187,7 @@ def update_function(lambda_client, config: DeployConfig, image: str, role_arn: s
     lambda_client.update_function_configuration(FunctionName=name, **_function_settings(config, role_arn))
     updated.wait(FunctionName=name, WaiterConfig=WAITER)
 
-
+# %% ../nbs/53_deploy.ipynb
 def deploy_function(lambda_client, config: DeployConfig, image: str, role_arn: str) -> str:
     "Create or update the function to run `image`; wait until it is ready. Returns 'created' or 'updated'."
     try:
@@ -213,7 +213,7 @@ def statement_ids(lambda_client, name: str) -> set[str]:
         return set()
     return {statement.get("Sid") for statement in policy.get("Statement", [])}
 
-
+# %% ../nbs/53_deploy.ipynb
 def sync_public_permissions(lambda_client, name: str, auth_type: str):
     "Add the public statements for `NONE`; remove them for `AWS_IAM`."
     present = statement_ids(lambda_client, name)
@@ -254,6 +254,13 @@ def deploy_steps(aws: dict, config: DeployConfig, push: bool, context: str) -> d
     return {"url": url, "action": action, "image": image, "role": role_arn}
 
 # %% ../nbs/53_deploy.ipynb
+def warn_if_public(config: DeployConfig):
+    "Say loudly, on stderr, when the function URL will be public."
+    if config.auth_type == "NONE":
+        print("WARNING: the function URL will be PUBLIC (AuthType NONE): anyone with the URL can call it, "
+              "billed to you. Use --auth-type AWS_IAM to require signed requests.", file=sys.stderr)
+
+# %% ../nbs/53_deploy.ipynb
 def deploy(config: DeployConfig,
            push: bool | None = None,  # push with docker: None = when `docker info` works
            context: str = ".",  # the docker build context (the repository root)
@@ -261,9 +268,7 @@ def deploy(config: DeployConfig,
     "Deploy (or update) the function and its URL; return the URL and what happened."
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-    if config.auth_type == "NONE":
-        print("WARNING: the function URL will be PUBLIC (AuthType NONE): anyone with the URL can call it, "
-              "billed to you. Use --auth-type AWS_IAM to require signed requests.", file=sys.stderr)
+    warn_if_public(config)
     try:
         aws = clients(config.region)
         account = aws["sts"].get_caller_identity()["Account"]
