@@ -4,8 +4,8 @@
 
 # %% auto 0
 __all__ = ['EMNIST_REMOTE', 'EMNIST_MEMBER', 'EMNIST_CHARACTERS', 'fabricate_emnist_zip', 'read_emnist_mat', 'balance_classes',
-           'process_emnist', 'EMNIST', 'emnist_words', 'sample_sentence', 'compose_line', 'EMNISTLinesDataset',
-           'EMNISTLines']
+           'process_emnist', 'train_val_split', 'EMNIST', 'emnist_words', 'sample_sentence', 'compose_line',
+           'EMNISTLinesDataset', 'EMNISTLines']
 
 # %% ../../nbs/14_data.emnist.ipynb
 import json
@@ -45,7 +45,14 @@ def _draw_character(char: str, rng: np.random.Generator) -> np.ndarray:
     ImageDraw.Draw(image).text(centre, char, fill=255, font=font, anchor="mm")
     return np.asarray(image)
 
+# %% ../../nbs/14_data.emnist.ipynb
+def _fabricated_split(count: int, rng: np.random.Generator) -> dict:
+    "`count` drawn images per class, in the .mat file's layout: images flattened column-major, labels, writers."
+    labels = np.repeat(np.arange(len(EMNIST_CHARACTERS)), count)
+    images = np.stack([_draw_character(EMNIST_CHARACTERS[k], rng).flatten(order="F") for k in labels])
+    return {"images": images, "labels": labels[:, None].astype(np.uint8), "writers": rng.integers(0, 100, (len(labels), 1))}
 
+# %% ../../nbs/14_data.emnist.ipynb
 def fabricate_emnist_zip(path,  # where to write the zip
                          per_class: int = 3,  # train images per class (the test split gets 1 per class)
                          seed: int = 0) -> Path:
@@ -53,22 +60,23 @@ def fabricate_emnist_zip(path,  # where to write the zip
     from scipy.io import savemat
 
     rng = np.random.default_rng(seed)
-
-    def split(count):
-        labels = np.repeat(np.arange(len(EMNIST_CHARACTERS)), count)
-        images = np.stack([_draw_character(EMNIST_CHARACTERS[k], rng).flatten(order="F") for k in labels])
-        return {"images": images, "labels": labels[:, None].astype(np.uint8),
-                "writers": rng.integers(0, 100, (len(labels), 1))}
-
     mapping = np.array([[k, ord(c)] for k, c in enumerate(EMNIST_CHARACTERS)])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         mat = Path(tmp) / "emnist-byclass.mat"
-        savemat(mat, {"dataset": {"train": split(per_class), "test": split(1), "mapping": mapping}})
+        savemat(mat, {"dataset": {"train": _fabricated_split(per_class, rng), "test": _fabricated_split(1, rng), "mapping": mapping}})
         with zipfile.ZipFile(path, "w") as archive:
             archive.write(mat, EMNIST_MEMBER)
     return path
+
+# %% ../../nbs/14_data.emnist.ipynb
+def _label_to_vocabulary(codes: np.ndarray) -> np.ndarray:
+    "A lookup table from EMNIST's labels to vocabulary indices, from the file's (label, character code) mapping."
+    to_vocabulary = np.zeros(int(codes[:, 0].max()) + 1, dtype=np.int64)
+    for label, code in codes:
+        to_vocabulary[int(label)] = TOKEN_TO_INDEX[chr(int(code))]
+    return to_vocabulary
 
 # %% ../../nbs/14_data.emnist.ipynb
 def read_emnist_mat(mat_file) -> dict:
@@ -76,10 +84,7 @@ def read_emnist_mat(mat_file) -> dict:
     from scipy.io import loadmat
 
     dataset = loadmat(mat_file)["dataset"]
-    codes = dataset["mapping"][0, 0]
-    to_vocabulary = np.zeros(int(codes[:, 0].max()) + 1, dtype=np.int64)
-    for label, code in codes:
-        to_vocabulary[int(label)] = TOKEN_TO_INDEX[chr(int(code))]
+    to_vocabulary = _label_to_vocabulary(dataset["mapping"][0, 0])
     arrays = {}
     for split in ("train", "test"):
         part = dataset[split][0, 0]
@@ -101,6 +106,16 @@ def balance_classes(labels: np.ndarray,  # class of each sample
     return np.sort(np.concatenate(picks))
 
 # %% ../../nbs/14_data.emnist.ipynb
+def _read_balanced(zip_path, folder, per_class: int | None, seed: int) -> dict:
+    "The arrays of the .mat file in `zip_path` (extracted into `folder`), with the training split balanced."
+    with zipfile.ZipFile(zip_path) as archive:
+        mat = archive.extract(EMNIST_MEMBER, folder)
+    arrays = read_emnist_mat(mat)
+    keep = balance_classes(arrays["y_train"], per_class, seed)
+    arrays["x_train"], arrays["y_train"] = arrays["x_train"][keep], arrays["y_train"][keep]
+    return arrays
+
+# %% ../../nbs/14_data.emnist.ipynb
 def process_emnist(zip_path,  # a verified matlab.zip
                    out_dir,  # folder for the cached .npz
                    per_class: int | None = None,  # see `balance_classes`
@@ -112,11 +127,7 @@ def process_emnist(zip_path,  # a verified matlab.zip
         return out
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        with zipfile.ZipFile(zip_path) as archive:
-            mat = archive.extract(EMNIST_MEMBER, tmp)
-        arrays = read_emnist_mat(mat)
-        keep = balance_classes(arrays["y_train"], per_class, seed)
-        arrays["x_train"], arrays["y_train"] = arrays["x_train"][keep], arrays["y_train"][keep]
+        arrays = _read_balanced(zip_path, tmp, per_class, seed)
         info = {"source_sha256": sha256sum(zip_path), "per_class": per_class, "seed": seed}
         np.savez(Path(tmp) / "arrays.npz", info=np.array(json.dumps(info)), **arrays)
         (Path(tmp) / "arrays.npz").replace(out)
@@ -128,6 +139,13 @@ def _to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).float().div(255).unsqueeze(0)
 
 
+def train_val_split(n: int, seed: int, val_fraction: float) -> tuple:
+    "Indices of the validation and the training samples among `n`: a random `val_fraction` (at least one) validates."
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(n * val_fraction))
+    return order[:n_val], order[n_val:]
+
+# %% ../../nbs/14_data.emnist.ipynb
 class EMNIST(BaseDataModule):
     "EMNIST byclass characters, balanced: `(1, 28, 28)` images, vocabulary-index targets."
 
@@ -166,10 +184,9 @@ class EMNIST(BaseDataModule):
 
     def setup(self, stage=None):
         a = self.arrays()
-        order = np.random.default_rng(self.seed).permutation(len(a["y_train"]))
-        n_val = max(1, int(len(order) * self.val_fraction))
-        self.data_val = self._dataset(a["x_train"], a["y_train"], order[:n_val])
-        self.data_train = self._dataset(a["x_train"], a["y_train"], order[n_val:])
+        val, train = train_val_split(len(a["y_train"]), self.seed, self.val_fraction)
+        self.data_val = self._dataset(a["x_train"], a["y_train"], val)
+        self.data_train = self._dataset(a["x_train"], a["y_train"], train)
         self.data_test = self._dataset(a["x_test"], a["y_test"], np.arange(len(a["y_test"])))
 
 # %% ../../nbs/14_data.emnist.ipynb
@@ -183,7 +200,7 @@ def emnist_words() -> tuple:
     words = ("".join(c for c in word if c in allowed) for word in text.split())
     return tuple(w for w in words if w)
 
-
+# %% ../../nbs/14_data.emnist.ipynb
 def sample_sentence(rng: np.random.Generator, max_chars: int) -> str:
     "A run of consecutive corpus words at most `max_chars` long (at least one word, cut if needed)."
     words = emnist_words()
@@ -195,6 +212,22 @@ def sample_sentence(rng: np.random.Generator, max_chars: int) -> str:
             break
         sentence += " " + word
     return sentence[:max_chars]
+
+# %% ../../nbs/14_data.emnist.ipynb
+def _ink_columns(glyph: np.ndarray) -> np.ndarray:
+    "The columns of a 28x28 character that hold ink (its middle 8 columns when it has none)."
+    inked = np.flatnonzero(glyph.max(axis=0) > 32)
+    return glyph[:, inked[0]: inked[-1] + 1] if len(inked) else glyph[:, 10:18]
+
+
+def _paste_pieces(pieces: list, width: int) -> np.ndarray:
+    "A 28-pixel-high canvas with each `(left, glyph)` pasted in; where glyphs overlap, the brighter ink wins."
+    canvas = np.zeros((28, width), dtype=np.uint8)
+    for left, glyph in pieces:
+        left = max(left, 0)
+        region = canvas[:, left: left + glyph.shape[1]]
+        np.maximum(region, glyph[:, : region.shape[1]], out=region)
+    return canvas
 
 # %% ../../nbs/14_data.emnist.ipynb
 def compose_line(text: str,  # letters, digits and spaces
@@ -210,19 +243,12 @@ def compose_line(text: str,  # letters, digits and spaces
         candidates = np.flatnonzero(labels == TOKEN_TO_INDEX[char])
         if len(candidates) == 0:
             raise ValueError(f"no EMNIST image of {char!r} in this split; choose text made of its characters")
-        glyph = images[rng.choice(candidates)]
-        inked = np.flatnonzero(glyph.max(axis=0) > 32)
-        glyph = glyph[:, inked[0]: inked[-1] + 1] if len(inked) else glyph[:, 10:18]
+        glyph = _ink_columns(images[rng.choice(candidates)])
         if pieces:  # wide neighbours may touch or overlap a little; a narrow one (i, l, 1) keeps its gap
             x += int(rng.integers(-2, 3)) if min(previous_width, glyph.shape[1]) >= 8 else int(rng.integers(1, 4))
         pieces.append((x, glyph))
         x, previous_width = x + glyph.shape[1], glyph.shape[1]
-    canvas = np.zeros((28, max(x, 1) + 2), dtype=np.uint8)
-    for left, glyph in pieces:
-        left = max(left, 0)
-        region = canvas[:, left: left + glyph.shape[1]]
-        np.maximum(region, glyph[:, : region.shape[1]], out=region)
-    return canvas
+    return _paste_pieces(pieces, max(x, 1) + 2)
 
 # %% ../../nbs/14_data.emnist.ipynb
 class EMNISTLinesDataset(torch.utils.data.Dataset):
@@ -262,9 +288,7 @@ class EMNISTLines(EMNIST):
 
     def setup(self, stage=None):
         a = self.arrays()
-        order = np.random.default_rng(self.seed).permutation(len(a["y_train"]))
-        n_val = max(1, int(len(order) * self.val_fraction))
-        val, train = order[:n_val], order[n_val:]
+        val, train = train_val_split(len(a["y_train"]), self.seed, self.val_fraction)
         make = lambda x, y, split, k: EMNISTLinesDataset(x, y, self.sizes[split], self.seed * 3 + k, self.max_chars)  # noqa: E731
         self.data_train = make(a["x_train"][train], a["y_train"][train], "train", 0)
         self.data_val = make(a["x_train"][val], a["y_train"][val], "val", 1)
