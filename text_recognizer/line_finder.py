@@ -104,7 +104,7 @@ def _profiles(labels: np.ndarray, count: int) -> tuple:
 MAX_COMPONENTS = 200  # the largest regions kept: a bound on the work for crafted pages
 MIN_AREA = 4  # smaller regions (map pixels) are specks
 MAX_GAP = 8.0  # regions this many core heights apart or more are not one line
-MIN_LENGTH = 3.0  # lines shorter than this many core heights (or 6 map pixels) are specks
+MIN_LENGTH = 2.0  # lines shorter than this many core heights (or 5 map pixels) are specks
 
 
 def _length(top: np.ndarray) -> int:
@@ -143,7 +143,7 @@ def group_lines(top: np.ndarray, bottom: np.ndarray) -> list:
         line[0].append(k)
         line[1], line[2] = np.fmin(line[1], top[k]), np.fmax(line[2], bottom[k])
         line[3] = float(np.nanmedian(line[2] - line[1]))
-    lines = [line for line in lines if _length(line[1]) >= max(6, MIN_LENGTH * line[3])]
+    lines = [line for line in lines if _length(line[1]) >= max(5, MIN_LENGTH * line[3])]
     return sorted(lines, key=lambda line: float(np.nanmean(line[1] + line[2])))
 
 # %% ../nbs/44_line_finder.ipynb

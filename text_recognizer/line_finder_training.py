@@ -68,9 +68,10 @@ def core_mask(shape: tuple, core: tuple, dy: int = 0, dx: int = 0) -> np.ndarray
 # %% ../nbs/45_line_finder_training.ipynb
 @dataclass
 class Writer:
-    "One writer's lines, rendered once at 40 pixels high: ink (uint8, 255 = full ink) and the cores."
+    "One writer's lines, rendered once at 40 pixels high: ink (uint8, 255 = full ink), cores and texts."
     inks: list = field(default_factory=list)
     cores: list = field(default_factory=list)
+    texts: list = field(default_factory=list)
 
 
 def render_writers(count: int,  # writers, each a random style
@@ -88,12 +89,15 @@ def render_writers(count: int,  # writers, each a random style
         writer = Writer()
         for _ in range(lines_per_writer):
             text = sample_line_text(rng)
-            if rng.random() < 0.15:  # short lines: the last line of a paragraph, a heading, a single word
-                text = " ".join(text.split()[: int(rng.integers(1, 3))])
+            if rng.random() < 0.15:  # short lines: the last line of a paragraph, a heading, a word (not a letter)
+                words = text.split()
+                short = " ".join(words[: int(rng.integers(1, 3))])
+                text = short if len(short) >= 3 else " ".join(words[:3])
             ink = 255 - np.asarray(render_line(text, style=style, rng=rng))
             if (core := line_core(ink / 255.0)) is not None:
                 writer.inks.append(ink.astype(np.uint8))
                 writer.cores.append(core)
+                writer.texts.append(text)
         writers.append(writer)
     return writers
 
@@ -126,7 +130,7 @@ def _core_clearance(previous: tuple, core: tuple, x: int) -> int:
 
 # %% ../nbs/45_line_finder_training.ipynb
 def compose_page(rng: np.random.Generator, writer: Writer, lines: int, touching: bool) -> tuple:
-    "A page of `lines` of `writer`'s lines: ink in [0, 1], and a label with k on line k's core (0 elsewhere)."
+    "A page of `lines` of `writer`'s lines: ink in [0, 1], a label with k on line k's core (0 elsewhere), the texts."
     picks = rng.choice(len(writer.inks), size=lines, replace=lines > len(writer.inks)) if lines else []
     slope, gap = rng.normal(0, 0.02), (rng.uniform(-14, 0) if touching else rng.uniform(0, 24))
     placed, y, margin = [], int(rng.integers(2, 60)), int(rng.integers(2, 60))
@@ -145,7 +149,7 @@ def compose_page(rng: np.random.Generator, writer: Writer, lines: int, touching:
         region = page[y: y + ink.shape[0], x: x + ink.shape[1]]
         np.maximum(region, ink / 255.0, out=region)
         label[core_mask(label.shape, core, y, x)] = number
-    return page, label
+    return page, label, [writer.texts[k] for k in picks]
 
 # %% ../nbs/45_line_finder_training.ipynb
 def _specks(rng: np.random.Generator, height: int, width: int, count: int, radius: float) -> np.ndarray:
@@ -211,7 +215,7 @@ TRAINING_SIZE = 256  # training inputs are squares this many pixels wide
 def training_example(rng: np.random.Generator, writers: list, size: int = TRAINING_SIZE) -> tuple:
     "One random training page: the input `(1, size, size)` and the target `(1, size/2, size/2)`, float32."
     lines = 0 if rng.random() < 0.05 else int(rng.integers(1, 13))
-    ink, label = compose_page(rng, writers[int(rng.integers(len(writers)))], lines, touching=rng.random() < 0.6)
+    ink, label, _ = compose_page(rng, writers[int(rng.integers(len(writers)))], lines, touching=rng.random() < 0.6)
     scale = rng.uniform(0.35, 0.65) if rng.random() < 0.5 else float(np.exp(rng.uniform(np.log(0.2), np.log(0.9))))
     small = np.asarray(degrade(rng, resize_page(Image.fromarray(scan_page(rng, ink)), scale)))
     core = np.asarray(resize_page(Image.fromarray((label > 0).astype(np.uint8) * 255), scale), np.float32) / 255
@@ -244,6 +248,7 @@ def train_line_finder(steps: int = 6000,  # optimizer steps at most ...
                       lr: float = 3e-3,
                       seed: int = 0,
                       out_dir=None,  # where model_state.pt and training.json go (every 100 steps, and at the end)
+                      init_from=None,  # a model_state.pt to start from (to train on), instead of random weights
                       progress: bool = True) -> tuple:
     "A `LineFinderNet` trained on synthetic pages (in eval mode), and its training record."
     from tqdm.auto import tqdm
@@ -251,9 +256,12 @@ def train_line_finder(steps: int = 6000,  # optimizer steps at most ...
     torch.manual_seed(seed)
     pool = render_writers(writers, seed=seed, progress=progress)
     model, rng = LineFinderNet(), np.random.default_rng(seed + 1)
+    if init_from is not None:
+        model.load_state_dict(torch.load(init_from, map_location="cpu", weights_only=True))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(2.0))
-    record = {"seed": seed, "writers": writers, "batch_size": batch_size, "losses": []}
+    record = {"seed": seed, "writers": writers, "batch_size": batch_size, "lr": lr, "init_from": str(init_from),
+              "losses": []}
     for step in (bar := tqdm(range(steps), desc="line finder", disable=not progress)):
         done = max(step / steps, (time.monotonic() - start) / 60 / max_minutes)
         if done >= 1:
@@ -280,7 +288,8 @@ def export_line_finder(model: LineFinderNet,  # the trained network
                        atol: float = 1e-3,  # largest tolerated difference of a map probability
                       ) -> dict:
     "Write the TorchScript and ONNX exports of `model` into `folder`, check parity, and return the report."
-    from text_recognizer.export import sha256_of, silence_legacy_onnx_deprecation, to_torchscript
+    from text_recognizer.export import silence_legacy_onnx_deprecation, to_torchscript
+    from text_recognizer.utils import sha256_of
     folder, model = Path(folder), model.eval()
     folder.mkdir(parents=True, exist_ok=True)
     example = torch.from_numpy(page_to_input(np.asarray(resize_page(pages[0], 0.5))))
