@@ -50,7 +50,7 @@ EXECUTED := docs/_build/executed
 
 test-colab: system-packages  ## the labs as a learner in Colab runs them: a fresh venv, the real setup cell, every lab
 	@PYTHON=$(PYTHON) TORCH_SPEC="$(TORCH_SPEC)" PYTEST_WORKERS=$(PYTEST_WORKERS) NBMAKE_COPIES=$(CURDIR)/$(EXECUTED) \
-		bash setup/test_colab.sh
+		PYTEST_ARGS="$(COLAB_PYTEST_ARGS)" bash setup/test_colab.sh
 
 docs: setup  ## build the course site (docs/_build/html) from the executed notebooks, then check it in Chromium
 	@PYTEST_WORKERS=$(PYTEST_WORKERS) $(PY) docs/build.py
