@@ -1,17 +1,21 @@
 """Fixtures the tests share: free ports, moto's AWS emulator, the shipped model, a page, the app as a process.
 
 One way to do each: a port is found by `free_port()`; moto always runs as `python -m moto.server` on
-127.0.0.1 (`moto_server`), with fake credentials from `aws_env`; the app always runs as
-`text-recognizer demo --port N` in a subprocess (`AppProcess`).
+127.0.0.1 (`moto_server`), with fake credentials from `aws_env`; an HTTPS server on loopback uses one
+self-signed certificate (`https_server`); the app always runs as `text-recognizer demo --port N` in a
+subprocess (`AppProcess`), and a browser is Debian's Chromium driven by Playwright (`browser`).
 """
 
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -184,3 +188,49 @@ def make_app_env():
 def moto_env(moto_endpoint) -> dict:
     "`aws_env` for this module's moto server."
     return aws_env(moto_endpoint)
+
+
+# ---------------------------------------------------------------- HTTPS on loopback, a browser
+
+
+@pytest.fixture(scope="session")
+def https_server(tmp_path_factory):
+    "`serve(handler_class) -> (port, client SSL context)`: HTTPS on 127.0.0.1 with a self-signed certificate for 'localhost'."
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    servers = []
+
+    def serve(handler_class) -> tuple[int, ssl.SSLContext]:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+        server.daemon_threads = True
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)  # the handshake happens in the request's thread, not in accept()
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server.server_address[1], ssl.create_default_context(cafile=str(cert))
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    "Debian's Chromium (never a downloaded browser), driven by Playwright."
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make system-packages` (installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

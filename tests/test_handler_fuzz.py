@@ -20,9 +20,7 @@ import functools
 import io
 import json
 import socket
-import ssl
 import struct
-import subprocess
 import threading
 import time
 import urllib.error
@@ -430,15 +428,9 @@ BEHAVIOURS = {
 
 
 @pytest.fixture(scope="module")
-def loopback_https(tmp_path_factory):
+def loopback_https(https_server):
     "An HTTPS server on 127.0.0.1 behaving as BEHAVIOURS says, a TCP server that never speaks; the client's context."
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    from http.server import BaseHTTPRequestHandler
 
     class Misbehaving(BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -448,15 +440,9 @@ def loopback_https(tmp_path_factory):
             with contextlib.suppress(OSError):
                 BEHAVIOURS.get(self.path.split("?")[0], lambda h: respond(h, 404, b"no"))(self)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Misbehaving)
-    server.daemon_threads = True
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port, client_context = https_server(Misbehaving)
     silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never says a word
-    yield server.server_address[1], silent.getsockname()[1], ssl.create_default_context(cafile=str(cert))
-    server.shutdown()
+    yield port, silent.getsockname()[1], client_context
     silent.close()
 
 

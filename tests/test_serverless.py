@@ -15,7 +15,6 @@ import io
 import json
 import os
 import socket
-import ssl
 import struct
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from PIL import Image, ImageDraw
@@ -290,13 +289,8 @@ def test_monitoring_records_reach_s3(restore_predictor, moto_env, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory):
-    "An HTTPS server on 127.0.0.1 with a self-signed certificate for 'localhost', serving /page.png."
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+def tls_server(https_server):
+    "An HTTPS server on 127.0.0.1 serving /page.png, /drip (one byte every 2 s) and /moved; the client's context."
 
     class Pages(BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -326,14 +320,8 @@ def tls_server(tmp_path_factory):
             else:
                 self.send_error(404)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Pages)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    client_context = ssl.create_default_context(cafile=str(cert))
-    yield f"https://localhost:{server.server_address[1]}", client_context
-    server.shutdown()
+    port, client_context = https_server(Pages)
+    return f"https://localhost:{port}", client_context
 
 
 def test_https_fetch_pins_the_checked_address_and_verifies_tls(tls_server):
