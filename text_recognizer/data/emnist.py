@@ -4,8 +4,8 @@
 
 # %% auto 0
 __all__ = ['EMNIST_REMOTE', 'EMNIST_MEMBER', 'EMNIST_CHARACTERS', 'fabricate_emnist_zip', 'read_emnist_mat', 'balance_classes',
-           'process_emnist', 'train_val_split', 'EMNIST', 'emnist_words', 'sample_sentence', 'compose_line',
-           'EMNISTLinesDataset', 'EMNISTLines']
+           'process_emnist', 'ink_array_to_tensor', 'train_val_split', 'EMNIST', 'emnist_words', 'sample_sentence',
+           'compose_line', 'EMNISTLinesDataset', 'EMNISTLines']
 
 # %% ../../nbs/14_data.emnist.ipynb
 import json
@@ -134,7 +134,7 @@ def process_emnist(zip_path,  # a verified matlab.zip
     return out
 
 # %% ../../nbs/14_data.emnist.ipynb
-def _to_tensor(image: np.ndarray) -> torch.Tensor:
+def ink_array_to_tensor(image: np.ndarray) -> torch.Tensor:
     "A uint8 (H, W) ink-bright image as a float (1, H, W) tensor in [0, 1]."
     return torch.from_numpy(np.ascontiguousarray(image)).float().div(255).unsqueeze(0)
 
@@ -180,7 +180,7 @@ class EMNIST(BaseDataModule):
 
     def _dataset(self, x, y, indices):
         indices = indices[: self.limit] if self.limit else indices
-        return ImageLabelDataset(x[indices], torch.from_numpy(y[indices]), transform=_to_tensor)
+        return ImageLabelDataset(x[indices], torch.from_numpy(y[indices]), transform=ink_array_to_tensor)
 
     def setup(self, stage=None):
         a = self.arrays()
@@ -268,7 +268,7 @@ class EMNISTLinesDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         text, image = self.text_and_image(index)
-        return resize_line(_to_tensor(image)), encode_text(text, MAX_LINE_LENGTH + 2)
+        return resize_line(ink_array_to_tensor(image)), encode_text(text, MAX_LINE_LENGTH + 2)
 
 # %% ../../nbs/14_data.emnist.ipynb
 class EMNISTLines(EMNIST):

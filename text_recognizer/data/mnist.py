@@ -19,6 +19,7 @@ from PIL import Image
 from ..utils import data_dir, is_smoke, smoke_or
 from .base import BaseDataModule, ImageLabelDataset
 from .download import RemoteFile, fetch
+from .emnist import ink_array_to_tensor
 
 # %% ../../nbs/16_data.mnist.ipynb
 MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
@@ -47,7 +48,7 @@ def read_idx(path) -> np.ndarray:
         raise ValueError(f"{path} announces shape {shape} but holds {data.size} values: it is truncated")
     return data.reshape(shape)
 
-
+# %% ../../nbs/16_data.mnist.ipynb
 def write_idx(path, array: np.ndarray) -> Path:
     "Write a uint8 `array` as a gzip-compressed IDX file (to make test files)."
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
@@ -68,7 +69,7 @@ def load_mnist(folder=None,  # cache folder; default `data_dir("mnist")`
         arrays[("x_" if "images" in name else "y_") + ("train" if name.startswith("train") else "test")] = read_idx(path)
     return arrays
 
-
+# %% ../../nbs/16_data.mnist.ipynb
 def mnist_is_downloaded(folder=None, files: dict = MNIST_FILES) -> bool:
     "True when the four MNIST files are in the cache folder (or in $TEXT_RECOGNIZER_MNIST_DIR)."
     folder = Path(folder) if folder is not None else data_dir("mnist")
@@ -89,10 +90,22 @@ def load_sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
     return images, digits.target.astype(np.int64)
 
 # %% ../../nbs/16_data.mnist.ipynb
-def _to_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).float().div(255).unsqueeze(0)
+def _mnist_parts(arrays: dict, rng: np.random.Generator) -> dict:
+    "The real MNIST's splits as (x, y, indices): 5,000 of the 60,000 training digits validate; the official test set."
+    order = rng.permutation(len(arrays["y_train"]))
+    n_val = len(order) // 12  # 5,000 of 60,000
+    return {"train": (arrays["x_train"], arrays["y_train"], order[n_val:]),
+            "val": (arrays["x_train"], arrays["y_train"], order[:n_val]),
+            "test": (arrays["x_test"], arrays["y_test"], np.arange(len(arrays["y_test"])))}
 
 
+def _digits_parts(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> dict:
+    "scikit-learn's digits split as (x, y, indices): 15 % validation, 15 % test, the rest training."
+    order = rng.permutation(len(y))
+    n = len(order) * 15 // 100
+    return {"train": (x, y, order[2 * n:]), "val": (x, y, order[:n]), "test": (x, y, order[n: 2 * n])}
+
+# %% ../../nbs/16_data.mnist.ipynb
 class MNIST(BaseDataModule):
     "Handwritten digits: MNIST when downloaded (or asked for), else scikit-learn's digits upscaled to 28x28."
 
@@ -130,20 +143,13 @@ class MNIST(BaseDataModule):
         self.source = self._resolve_source()
         rng = np.random.default_rng(self.seed)
         if self.source == "mnist":
-            a = load_mnist(self.folder, self.files, self.local_dir)
-            order = rng.permutation(len(a["y_train"]))
-            n_val = len(order) // 12  # 5,000 of 60,000
-            parts = {"train": (a["x_train"], a["y_train"], order[n_val:]), "val": (a["x_train"], a["y_train"], order[:n_val]),
-                     "test": (a["x_test"], a["y_test"], np.arange(len(a["y_test"])))}
+            parts = _mnist_parts(load_mnist(self.folder, self.files, self.local_dir), rng)
         else:
-            x, y = load_sklearn_digits()
-            order = rng.permutation(len(y))
-            n = len(order) * 15 // 100  # 15 % validation, 15 % test
-            parts = {"train": (x, y, order[2 * n:]), "val": (x, y, order[:n]), "test": (x, y, order[n: 2 * n])}
+            parts = _digits_parts(*load_sklearn_digits(), rng)
         sets = {}
         for split, (x, y, indices) in parts.items():
             indices = indices[: self.limit] if self.limit else indices
-            sets[split] = ImageLabelDataset(x[indices], torch.from_numpy(y[indices].astype(np.int64)), transform=_to_tensor)
+            sets[split] = ImageLabelDataset(x[indices], torch.from_numpy(y[indices].astype(np.int64)), transform=ink_array_to_tensor)
         self.data_train, self.data_val, self.data_test = sets["train"], sets["val"], sets["test"]
 
     def __repr__(self):
