@@ -51,7 +51,27 @@ def _open(url: str, start: int, timeout: float):
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 (the scheme is checked by the caller)
     return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310
 
+# %% ../../nbs/13_data.download.ipynb
+def _save_body(response, url: str, part: Path, start: int, chunk_size: int, progress: bool) -> tuple:
+    "Write the body of `response` to `part` (appended when the server resumed at `start`); (bytes received, expected)."
+    resumed = response.status == 206 and response.headers.get("Content-Range", "").startswith(f"bytes {start}-")
+    start = start if resumed else 0
+    length = response.headers.get("Content-Length")
+    expected = start + int(length) if length is not None else None
+    received = start
+    with open(part, "ab" if resumed else "wb") as file, tqdm(
+            total=expected, initial=start, unit="B", unit_scale=True, desc=part.name[:-5], disable=not progress) as bar:
+        try:
+            while chunk := response.read(chunk_size):
+                file.write(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+        except (OSError, ValueError) as error:  # connection reset, timeout, incomplete read
+            raise DownloadError(f"the connection to {url} broke after {received} bytes ({error}); run again "
+                                f"to resume from {part}") from error
+    return received, expected
 
+# %% ../../nbs/13_data.download.ipynb
 def _stream(url: str, part: Path, timeout: float, chunk_size: int, progress: bool) -> None:
     "Append the missing bytes of `url` to `part` (or rewrite it when the server ignores ranges)."
     start = part.stat().st_size if part.exists() else 0
@@ -66,26 +86,12 @@ def _stream(url: str, part: Path, timeout: float, chunk_size: int, progress: boo
         raise DownloadError(f"cannot reach {url}: {error}. Check your internet connection, or download the "
                             "file yourself and point to it (see `local_copy`).") from error
     with response:
-        resumed = response.status == 206 and response.headers.get("Content-Range", "").startswith(f"bytes {start}-")
-        start = start if resumed else 0
-        length = response.headers.get("Content-Length")
-        expected = start + int(length) if length is not None else None
-        received = start
-        with open(part, "ab" if resumed else "wb") as file, tqdm(
-                total=expected, initial=start, unit="B", unit_scale=True, desc=part.name[:-5], disable=not progress) as bar:
-            try:
-                while chunk := response.read(chunk_size):
-                    file.write(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-            except (OSError, ValueError) as error:  # connection reset, timeout, incomplete read
-                raise DownloadError(f"the connection to {url} broke after {received} bytes ({error}); run again "
-                                    f"to resume from {part}") from error
+        received, expected = _save_body(response, url, part, start, chunk_size, progress)
     if expected is not None and received < expected:
         raise DownloadError(f"{url} ended after {received} of {expected} bytes (the connection was cut); "
                             f"run again to resume from {part}")
 
-
+# %% ../../nbs/13_data.download.ipynb
 @dataclass(frozen=True)
 class RemoteFile:
     "A file on the web: where it is, its published sha256, and the name it is stored under."
@@ -95,7 +101,7 @@ class RemoteFile:
     filename: str  # name in the cache folder
     env_var: str | None = None  # environment variable that may point to a local copy
 
-
+# %% ../../nbs/13_data.download.ipynb
 def download_file(url: str,  # http(s) address of the file
                   dest,  # final path; `dest.part` holds the bytes while they arrive
                   sha256: str,  # expected hex digest; the file is only kept when it matches
@@ -126,7 +132,7 @@ def download_file(url: str,  # http(s) address of the file
     os.replace(part, dest)
     return dest
 
-
+# %% ../../nbs/13_data.download.ipynb
 def fetch(remote: RemoteFile,  # what to fetch
           folder=None,  # cache folder; default `data_dir("downloads")`
           local_copy=None,  # an existing copy to use instead (else `$remote.env_var` if set)
