@@ -58,7 +58,7 @@ class StrokeGlyph:
     right: int
     strokes: tuple
 
-
+# %% ../../../nbs/12e_data.synthetic.strokes.ipynb
 def _decode(record: str) -> StrokeGlyph:
     "One .jhf record as a glyph."
     values, strokes, points = [ord(c) - ord("R") for c in record[8:]], [], []
@@ -80,7 +80,7 @@ def _records(text: str) -> list:
             records, buffer = records + [buffer], ""
     return records
 
-
+# %% ../../../nbs/12e_data.synthetic.strokes.ipynb
 @cache
 def stroke_font(family: str) -> dict:
     "The glyphs of Hershey `family` by character (space to '~')."
@@ -98,7 +98,7 @@ def coverage(family: str) -> dict:
     return {"family": family, "covered": len(DRAWN_CHARACTERS) - len(missing), "of": len(DRAWN_CHARACTERS),
             "missing": missing}
 
-
+# %% ../../../nbs/12e_data.synthetic.strokes.ipynb
 def glyph(char: str, family: str) -> StrokeGlyph:
     "The glyph of `char` in `family`, else in FALLBACK_STROKE_FAMILY; `StrokeFontError` when neither has ink for it."
     for name in (family, FALLBACK_STROKE_FAMILY):
@@ -155,7 +155,7 @@ def _glyph_points(family: str, char: str) -> tuple:
     points = np.concatenate(g.strokes) if g.strokes else np.zeros((0, 2), np.float32)
     return points - (g.left, 0), [len(s) for s in g.strokes], g.right - g.left
 
-
+# %% ../../../nbs/12e_data.synthetic.strokes.ipynb
 def _waves(rng: np.random.Generator, n: int, amplitude: float, period: float = 12.0) -> tuple:
     "n smooth random displacement fields, two sine waves per axis: frequencies, phases and the amplitude of each wave."
     freq = rng.normal(0, 2 * np.pi / period, (n, 2, 2, 2))  # letter, axis, wave, (x, y) frequency
@@ -206,7 +206,7 @@ def _join(points: np.ndarray, owner: np.ndarray, sizes: list, family: str, reach
         paths[-1:] = [np.concatenate([paths[-1], strokes[k]])] if joins else [paths[-1], strokes[k]]
     return paths
 
-
+# %% ../../../nbs/12e_data.synthetic.strokes.ipynb
 def _drift(points: np.ndarray, style: StrokeStyle, rng: np.random.Generator, augment: bool) -> np.ndarray:
     "`points` with the line's slant (drifting along the line) and its wandering, tilted baseline."
     x, y, slant, lift = points[:, 0], points[:, 1], style.slant, 0.0
