@@ -106,14 +106,20 @@ def family_groups() -> list[dict]:
         DEBIAN_HANDWRITING_FONTS,
         HELD_OUT_HANDWRITING_FONTS,
         HELD_OUT_STROKE_FAMILIES,
+        HERSHEY_DIR,
     )
 
     unseen = {"seen_in_training": False}
+    debian = [font for font in HELD_OUT_HANDWRITING_FONTS if DEBIAN_HANDWRITING_FONTS[font].is_file()]
+    strokes = list(HELD_OUT_STROKE_FAMILIES) if HERSHEY_DIR.is_dir() else []
+    if len(debian) < len(HELD_OUT_HANDWRITING_FONTS) or not strokes:
+        print("Some held-out families are not installed (Debian's hershey-fonts-data and handwriting font packages): "
+              "run setup/system-packages.sh; measuring without them.", file=sys.stderr)
     return ([{"group": font, "source": "outline font", "fonts": [font], **unseen} for font in HELD_OUT_FONTS]
             + [{"group": font, "source": "Debian handwriting font", "fonts": [str(DEBIAN_HANDWRITING_FONTS[font])],
-                **unseen} for font in HELD_OUT_HANDWRITING_FONTS]
+                **unseen} for font in debian]
             + [{"group": f"Hershey {family}", "source": "pen strokes", "stroke_family": family,
-                "cursive": family in CURSIVE_STROKE_FAMILIES, **unseen} for family in HELD_OUT_STROKE_FAMILIES]
+                "cursive": family in CURSIVE_STROKE_FAMILIES, **unseen} for family in strokes]
             + [{"group": "training fonts", "source": "outline font", "fonts": list(TRAIN_FONTS), "seen_in_training": True}])
 
 
