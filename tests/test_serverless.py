@@ -312,6 +312,17 @@ def tls_server(https_server):
                         self.wfile.flush()
                     except OSError:
                         return
+            elif self.path == "/slow-body":  # the headers at once, then one byte of the body every 0.5 s
+                self.send_response(200)
+                self.send_header("Content-Length", "100")
+                self.end_headers()
+                for _ in range(100):
+                    try:
+                        self.wfile.write(b"X")
+                        self.wfile.flush()
+                    except OSError:
+                        return
+                    time.sleep(0.5)
             elif self.path == "/moved":
                 self.send_response(302)
                 self.send_header("Location", "https://169.254.169.254/")
@@ -358,6 +369,15 @@ def test_a_dripping_https_server_is_cut_off_at_the_deadline(tls_server):
     elapsed = time.monotonic() - start
     assert caught.value.status == 422 and "within 3 s" in caught.value.message
     assert elapsed < 4, elapsed  # one deadline for headers and body, though every byte came within 2 s
+
+
+def test_a_slow_body_is_cut_off_at_the_deadline_too(tls_server):
+    base, context = tls_server
+    start = time.monotonic()
+    with pytest.raises(serverless_input.BadInputError) as caught:
+        serverless_input.fetch_https(base + "/slow-body", ssl_context=context, allow_private=True, deadline_s=2)
+    assert caught.value.status == 422 and "within 2 s" in caught.value.message
+    assert time.monotonic() - start < 3.5  # not the 50 s the body would take
 
 
 def finishes_within(seconds: float, call):

@@ -135,26 +135,22 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
     def __init__(self, host, address, deadline_s: float, **kwargs):
         super().__init__(host, timeout=deadline_s, **kwargs)
-        self.address, self.expired = address, False
+        self.address, self.expired, self.socket = address, False, None  # `socket`: ours, even once the response has it
         self.watchdog = threading.Timer(deadline_s, self.expire)
         self.watchdog.daemon = True
         self.watchdog.start()
 
     def expire(self):
-        "Shut the socket, so that whatever read is waiting wakes now."
+        "Shut the socket, so that whatever read is waiting (handshake, headers or body) wakes now."
         self.expired = True
-        if self.sock is not None:
+        if self.socket is not None:
             with contextlib.suppress(OSError):
-                socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+                socket.socket.shutdown(self.socket, socket.SHUT_RDWR)
 
     def connect(self):
         sock = socket.create_connection((self.address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
-        self.sock.do_handshake()  # after self.sock is set: the watchdog can cut a stalled handshake too
-
-    def close(self):
-        self.watchdog.cancel()
-        super().close()
+        self.sock = self.socket = self._context.wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
+        self.sock.do_handshake()  # after self.socket is set: the watchdog can cut a stalled handshake too
 
 # %% ../nbs/51a_serverless_input.ipynb
 def _request_target(parts: urllib.parse.SplitResult) -> str:
@@ -199,6 +195,7 @@ def fetch_https(url: str,
         raise too_slow(deadline_s) if connection.expired else BadInputError(
             422, f"could not fetch image_url: {type(error).__name__}: {error}") from None
     finally:
+        connection.watchdog.cancel()
         connection.close()
     if connection.expired:  # the body was cut short by the deadline
         raise too_slow(deadline_s)
