@@ -15,43 +15,19 @@ import torch
 from PIL import Image
 
 from ..base import encode_text
-from text_recognizer.data.synthetic.fonts import (
-    HELD_OUT_FONTS,
-    NOMINAL_INK_HEIGHT,
-    TRAIN_FONTS,
-    FontError,
-    load_fonts,
-)
-from text_recognizer.data.synthetic.render import (
-    CHARACTER_CLASSES,
-    PARAGRAPH_MARGIN,
-    render_character,
-    render_line,
-    render_paragraph,
-)
+from .fonts import HELD_OUT_FONTS, NOMINAL_INK_HEIGHT, TRAIN_FONTS, FontError, load_fonts
+from .render import (CHARACTER_CLASSES, PARAGRAPH_MARGIN, render_character, render_line,
+                                                   render_paragraph)
 from .style import sample_style
-from text_recognizer.data.synthetic.text import (
-    WidthLimit,
-    _check_split,
-    sample_line_text,
-    sample_words,
-    wrap_words,
-)
-from text_recognizer.metadata import (
-    LINE_IMAGE_HEIGHT,
-    LINE_IMAGE_WIDTH,
-    MAX_LINE_LENGTH,
-    MAX_PARAGRAPH_LENGTH,
-    MAX_PARAGRAPH_LINES,
-    PARAGRAPH_IMAGE_SIZE,
-    TOKEN_TO_INDEX,
-)
+from .text import WidthLimit, _check_split, sample_line_text, sample_words, wrap_words
+from ...metadata import (LINE_IMAGE_HEIGHT, LINE_IMAGE_WIDTH, MAX_LINE_LENGTH, MAX_PARAGRAPH_LENGTH,
+                                      MAX_PARAGRAPH_LINES, PARAGRAPH_IMAGE_SIZE, TOKEN_TO_INDEX)
 from ...utils import data_dir
 
 # %% ../../../nbs/12g_data.synthetic.datasets.ipynb
 _SPLIT_IDS = {"train": 0, "val": 1, "test": 2, "heldout": 3}
 
-
+# %% ../../../nbs/12g_data.synthetic.datasets.ipynb
 class _SyntheticDataset(torch.utils.data.Dataset):
     "Common part: a length, seeds per index, fonts, the text split, transforms."
 
@@ -95,6 +71,12 @@ class _SyntheticDataset(torch.utils.data.Dataset):
                 f"text={self.text_split!r}, fonts={sorted({f.family for f in self.faces})}, augment={self.augment})")
 
 # %% ../../../nbs/12g_data.synthetic.datasets.ipynb
+def _line_text(rng: np.random.Generator, style, text_split: str) -> str:
+    "A line's text that fits the line's width when written by `style` (the width varies a little from line to line)."
+    width = LINE_IMAGE_WIDTH * (NOMINAL_INK_HEIGHT + 6) / LINE_IMAGE_HEIGHT * rng.uniform(0.85, 1.05)
+    return sample_line_text(rng, text_split, MAX_LINE_LENGTH, WidthLimit(style.face, width, style.word_spacing))
+
+# %% ../../../nbs/12g_data.synthetic.datasets.ipynb
 class SyntheticLineDataset(_SyntheticDataset):
     "Handwritten lines rendered on demand: (1, 40, 640) tensors and encoded labels of MAX_LINE_LENGTH + 2 tokens."
 
@@ -102,8 +84,7 @@ class SyntheticLineDataset(_SyntheticDataset):
         "The PIL image and text of line `index`."
         rng = self.rng(index)
         style = sample_style(rng, self.faces, self.augment)
-        width = LINE_IMAGE_WIDTH * (NOMINAL_INK_HEIGHT + 6) / LINE_IMAGE_HEIGHT * rng.uniform(0.85, 1.05)
-        text = sample_line_text(rng, self.text_split, MAX_LINE_LENGTH, WidthLimit(style.face, width, style.word_spacing))
+        text = _line_text(rng, style, self.text_split)
         return render_line(text, rng=rng, style=style, augment=self.augment), text
 
     @staticmethod
@@ -117,6 +98,15 @@ class SyntheticLineDataset(_SyntheticDataset):
         return encode_text(text, MAX_LINE_LENGTH + 2)
 
 # %% ../../../nbs/12g_data.synthetic.datasets.ipynb
+def _paragraph_text(rng: np.random.Generator, style, text_split: str) -> list:
+    "A paragraph's lines: 1 to MAX_PARAGRAPH_LINES of them, wrapped to a random share (60 to 100 %) of the page's width."
+    num_lines = int(rng.integers(1, MAX_PARAGRAPH_LINES + 1))
+    scale = LINE_IMAGE_HEIGHT / (NOMINAL_INK_HEIGHT + 6) * style.size
+    width = (PARAGRAPH_IMAGE_SIZE[1] - 2 * PARAGRAPH_MARGIN - 24) / scale * rng.uniform(0.6, 1.0)
+    words = sample_words(rng, text_split, count=num_lines * 14, faker_fraction=0.05)
+    return wrap_words(words, WidthLimit(style.face, width, style.word_spacing), max_lines=num_lines)
+
+# %% ../../../nbs/12g_data.synthetic.datasets.ipynb
 class SyntheticParagraphDataset(_SyntheticDataset):
     "Handwritten paragraphs rendered on demand: (1, 576, 640) tensors and labels of MAX_PARAGRAPH_LENGTH + 2 tokens."
 
@@ -126,11 +116,7 @@ class SyntheticParagraphDataset(_SyntheticDataset):
         "The PIL image and text (lines joined by newlines) of paragraph `index` (and the line boxes if asked)."
         rng = self.rng(index)
         style = sample_style(rng, self.faces, self.augment)
-        num_lines = int(rng.integers(1, MAX_PARAGRAPH_LINES + 1))
-        scale = LINE_IMAGE_HEIGHT / (NOMINAL_INK_HEIGHT + 6) * style.size
-        width = (PARAGRAPH_IMAGE_SIZE[1] - 2 * PARAGRAPH_MARGIN - 24) / scale * rng.uniform(0.6, 1.0)
-        words = sample_words(rng, self.text_split, count=num_lines * 14, faker_fraction=0.05)
-        lines = wrap_words(words, WidthLimit(style.face, width, style.word_spacing), max_lines=num_lines)
+        lines = _paragraph_text(rng, style, self.text_split)
         image, boxes = render_paragraph(lines, rng=rng, style=style, augment=self.augment, return_line_boxes=True)
         return (image, "\n".join(lines), boxes) if return_line_boxes else (image, "\n".join(lines))
 
@@ -198,7 +184,7 @@ def _write_samples(dataset: _SyntheticDataset, out: Path, args: argparse.Namespa
             labels.write(json.dumps({"file": name, "text": text, "kind": args.kind, "seed": args.seed,
                                      "stream": dataset.stream, "index": i, "plain": args.plain}) + "\n")
 
-
+# %% ../../../nbs/12g_data.synthetic.datasets.ipynb
 def main(argv: list[str] | None = None) -> int:
     "`text-recognizer render`: write rendered samples and their labels to a folder."
     args = _parser().parse_args(argv)

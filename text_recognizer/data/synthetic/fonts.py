@@ -44,7 +44,7 @@ USES_RAQM = features.check("raqm")  # Pillow's complex text layout: kerning from
 class FontError(ValueError):
     "Raised when a font is missing, unreadable, or lacks characters of the vocabulary."
 
-
+# %% ../../../nbs/12a_data.synthetic.fonts.ipynb
 @dataclass(frozen=True)
 class Face:
     "One font file at one weight: what the renderer draws with."
@@ -72,7 +72,7 @@ def _pil_font(face: Face, size: int) -> ImageFont.FreeTypeFont:
         font.set_variation_by_axes([face.weight if _is_weight(a) else a["default"] for a in font.get_variation_axes()])
     return font
 
-
+# %% ../../../nbs/12a_data.synthetic.fonts.ipynb
 def _is_weight(axis: dict) -> bool:
     "Is this variation axis (from Pillow's `get_variation_axes`) the weight axis?"
     name = axis["name"].decode() if isinstance(axis["name"], bytes) else str(axis["name"])
@@ -161,7 +161,7 @@ def glyphs_of(face: Face) -> _Glyphs:
     "The glyph cache of `face` (one per face and process)."
     return _Glyphs(face)
 
-
+# %% ../../../nbs/12a_data.synthetic.fonts.ipynb
 @cache
 def check_face(face: Face) -> Face:
     "`face` itself when it draws every character of the vocabulary, else a `FontError` naming what is missing."
@@ -194,7 +194,7 @@ def _load_fonts(sources: tuple) -> tuple:
     faces = [face for source in sources for face in _faces_of_source(source)]
     return tuple(check_face(face) for face in faces)
 
-
+# %% ../../../nbs/12a_data.synthetic.fonts.ipynb
 def load_fonts(fonts=TRAIN_FONTS) -> list[Face]:
     "The checked faces of `fonts`: family names, font files, folders of fonts, `Face`s, or a list of these."
     sources = (fonts,) if isinstance(fonts, (str, Path, Face)) else tuple(fonts)

@@ -15,20 +15,9 @@ import numpy as np
 from PIL import Image
 
 from .fonts import DRAWN_CHARACTERS, NOMINAL_INK_HEIGHT, TRAIN_FONTS, load_fonts
-from text_recognizer.data.synthetic.style import (
-    HandStyle,
-    _compose,
-    _interpolation_matrix,
-    _warp,
-    sample_style,
-)
-from text_recognizer.metadata import (
-    CHAR_IMAGE_SIZE,
-    LINE_IMAGE_HEIGHT,
-    MAX_PARAGRAPH_LINES,
-    PARAGRAPH_IMAGE_SIZE,
-    text_to_indices,
-)
+from .style import HandStyle, _compose, _interpolation_matrix, _warp, sample_style
+from ...metadata import (CHAR_IMAGE_SIZE, LINE_IMAGE_HEIGHT, MAX_PARAGRAPH_LINES, PARAGRAPH_IMAGE_SIZE,
+                                      text_to_indices)
 
 # %% ../../../nbs/12d_data.synthetic.render.ipynb
 def _change_stroke_width(ink: np.ndarray, stroke: float) -> np.ndarray:
@@ -43,7 +32,7 @@ def _change_stroke_width(ink: np.ndarray, stroke: float) -> np.ndarray:
         return np.clip((ink - cut) / (1 - cut), 0, 1)
     return ink
 
-
+# %% ../../../nbs/12d_data.synthetic.render.ipynb
 def _blur(ink: np.ndarray, a: float) -> np.ndarray:
     "A separable 3x3 blur in which each neighbour weighs `a`."
     blurred = ink * (1 - 2 * a)
@@ -67,7 +56,7 @@ def _noise(rng: np.random.Generator, shape: tuple) -> np.ndarray:
     start = int(rng.integers(2**20 - size + 1))
     return _noise_bank()[start:start + size].reshape(shape)
 
-
+# %% ../../../nbs/12d_data.synthetic.render.ipynb
 def _paper_texture(rng: np.random.Generator, height: int, width: int, step: int = 48, rank: int = 3) -> np.ndarray:
     "Slow variations of the paper, of unit scale: a sum of `rank` products of smooth random row and column profiles."
     rows, cols = max(2, math.ceil(height / step) + 1), max(2, math.ceil(width / step) + 1)
@@ -96,7 +85,7 @@ def _generator(seed, rng) -> np.random.Generator:
         raise ValueError("give either a seed or a generator (rng), not both")
     return rng if rng is not None else np.random.default_rng(seed)
 
-
+# %% ../../../nbs/12d_data.synthetic.render.ipynb
 def _check_line(text: str) -> str:
     if "\n" in text:
         raise ValueError(f"a line cannot contain a newline: {text[:40]!r}...; use render_paragraph for several lines")
@@ -107,7 +96,7 @@ def _check_line(text: str) -> str:
 def _render_line_ink(text: str, style: HandStyle, rng: np.random.Generator, augment: bool, **warp) -> tuple:
     return _warp(_compose(text, style, rng, augment), style, rng, augment, **warp)
 
-
+# %% ../../../nbs/12d_data.synthetic.render.ipynb
 def render_line(text: str,
                 font=None,  # a family, file, folder, Face or list of them (see `load_fonts`); None: TRAIN_FONTS
                 seed: int | None = None,  # seeds every random choice: same seed, same image
@@ -183,7 +172,7 @@ def _shrink_factor(image: Image.Image) -> float:
     "How much `image` must shrink to be at most PARAGRAPH_IMAGE_SIZE[0] rows high (1: not at all)."
     return min(1.0, PARAGRAPH_IMAGE_SIZE[0] / image.size[1])
 
-
+# %% ../../../nbs/12d_data.synthetic.render.ipynb
 def _shrink(image: Image.Image, factor: float, resample=Image.Resampling.BILINEAR) -> Image.Image:
     "`image` shrunk by `factor` to PARAGRAPH_IMAGE_SIZE[0] rows (unchanged when `factor` is 1)."
     if factor == 1:
@@ -248,7 +237,7 @@ def render_labelled_paragraph(lines,  # the lines of text, top to bottom (a str 
 # %% ../../../nbs/12d_data.synthetic.render.ipynb
 CHARACTER_CLASSES = DRAWN_CHARACTERS  # characters a character image can show: everything but space and newline
 
-
+# %% ../../../nbs/12d_data.synthetic.render.ipynb
 def _center_character(ink: np.ndarray, baseline_row: float, height: int, width: int) -> np.ndarray:
     "The ink of one character in a (height, width) cell, centered, its baseline at 3/4, halved to CHAR_IMAGE_SIZE."
     columns = np.flatnonzero(ink.max(0) > 0.05)  # the columns with ink: center those, not the margins

@@ -60,7 +60,7 @@ def _choose_face(rng: np.random.Generator, faces: list) -> Face:
     choices = [f for f in faces if f.family == family]
     return choices[int(rng.integers(len(choices)))]
 
-
+# %% ../../../nbs/12c_data.synthetic.style.ipynb
 def sample_style(rng: np.random.Generator, faces: list, augment: bool = True) -> HandStyle:
     "A random writer using one of `faces`; plain (the font as designed, black on white) unless `augment`."
     face = _choose_face(rng, faces)
@@ -107,7 +107,7 @@ class _Layout:
     origin: int  # column of pen position 0 in the canvas
     words: np.ndarray  # one row per word: pen start, pen end, ink top, ink bottom (relative to the baseline)
 
-
+# %% ../../../nbs/12c_data.synthetic.style.ipynb
 def _paste(placed: list, words: list, pad: int = 2) -> _Layout:
     "One canvas holding every placed glyph, `pad` blank pixels around the ink."
     if not placed:
@@ -137,7 +137,7 @@ def _linear_weights(n: int, points: int) -> tuple:
     left = np.minimum(position.astype(np.intp), points - 2)
     return left, position - left
 
-
+# %% ../../../nbs/12c_data.synthetic.style.ipynb
 def _interpolation_matrix(n: int, points: int) -> np.ndarray:
     "The (n, points) matrix that interpolates values at `points` evenly spread grid points linearly to `n` positions."
     left, weight = _linear_weights(n, points)
@@ -152,7 +152,7 @@ def _smooth_noise(rng: np.random.Generator, height: int, width: int, step: float
     coarse = rng.standard_normal((fields, rows, cols), dtype=np.float32)
     return _interpolation_matrix(height, rows) @ (coarse @ _interpolation_matrix(width, cols).T)
 
-
+# %% ../../../nbs/12c_data.synthetic.style.ipynb
 def _bilinear(image: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
     "Read `image` at fractional pixel coordinates (y, x) by bilinear interpolation (torch's grid_sample); outside it is 0."
     height, width = image.shape
@@ -177,7 +177,7 @@ class _Changes:
     elastic: float = 0.0  # amplitude of the elastic field, pixels
     phase: float = 0.0  # phase of the baseline's wave
 
-
+# %% ../../../nbs/12c_data.synthetic.style.ipynb
 def _draw_changes(n: int, style: HandStyle, rng: np.random.Generator, augment: bool, margins: tuple) -> _Changes:
     "The changes of a warp of `n` words (none when not `augment`: the margins' middle)."
     if augment and n:
@@ -213,7 +213,7 @@ class _Frame:
     u_min: float  # the line position (before scaling) of column 0
     u_max: float  # the line position of the right edge
 
-
+# %% ../../../nbs/12c_data.synthetic.style.ipynb
 def _frame(starts, ends, v_top: float, v_bottom: float, changes: _Changes, style: HandStyle,
            height: int | None, scale: float | None, max_width: int) -> _Frame:
     "Fit the line to `height` (or to `scale`) and within `max_width`."
@@ -240,7 +240,7 @@ def _source_columns(u: np.ndarray, starts, ends, words: np.ndarray, frame: _Fram
     knots_x[0], knots_x[-1] = knots_x[1] - (knots_u[1] - knots_u[0]), knots_x[-2] + (knots_u[-1] - knots_u[-2])
     return np.interp(u, knots_u, knots_x)
 
-
+# %% ../../../nbs/12c_data.synthetic.style.ipynb
 def _word_rows(u: np.ndarray, starts, ends, changes: _Changes) -> tuple:
     "At each line position `u`: the vertical scale and offset of the word there (a rotation is a shear), 1 and 0 in gaps."
     n, width = len(ends), len(u)
