@@ -322,7 +322,7 @@ LARGE = [  # (mode, size, format, strokes): inside the limits (6 MB of bytes, 80
 def test_large_valid_images_get_a_200_or_a_4xx(mode, size, fmt, strokes):
     data = large_image_bytes(mode, size, fmt, strokes)
     status = check({"image": base64.b64encode(data).decode()})
-    RAN[f"large {mode} {size} {fmt}"] = 1
+    RAN[f"large {mode} {size} {fmt} {strokes}"] = 1
     assert status in (200, 413, 415), status
 
 
