@@ -35,10 +35,10 @@ from common import ROOT, command_line, utc_now, write_json
 
 sys.path.insert(0, str(ROOT))
 
+from text_recognizer.evaluation import character_error_rate  # noqa: E402
 from text_recognizer.predictor import (  # noqa: E402
     DEFAULT_ARTIFACT_DIR,
     ParagraphTextRecognizer,
-    character_error_rate,
     line_to_array,
     load_image,
     normalize_page,
