@@ -113,7 +113,10 @@ def app_env(home: Path, artifact_dir: Path, **extra) -> dict:
     "The app's environment: its own home and model, no tunnel, no S3."
     env = {**os.environ, "TEXT_RECOGNIZER_HOME": str(home), "TEXT_RECOGNIZER_ARTIFACT": str(artifact_dir),
            "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", "HF_HOME": str(home / "hf")}
-    for name in ("NGROK_AUTHTOKEN", "TEXT_RECOGNIZER_MONITORING_S3", "TEXT_RECOGNIZER_MONITORING_DB"):
+    from text_recognizer.ingress import NGROK_TOKEN_ENV_VAR
+    from text_recognizer.monitoring import MONITORING_DB_ENV_VAR, MONITORING_S3_ENV_VAR
+
+    for name in (NGROK_TOKEN_ENV_VAR, MONITORING_S3_ENV_VAR, MONITORING_DB_ENV_VAR):
         env.pop(name, None)
     env.update(extra)
     return env
