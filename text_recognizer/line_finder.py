@@ -4,8 +4,9 @@
 
 # %% auto 0
 __all__ = ['WORK_MAX_SIDE', 'WORK_MAX_SCALE', 'INPUT_MULTIPLE', 'MAX_COMPONENTS', 'MIN_AREA', 'MAX_GAP', 'MIN_LENGTH',
-           'BAND_REACH', 'SIDE_PAD', 'LINE_FINDER_DIR', 'LINE_FINDER_FILES', 'working_scale', 'resize_page',
-           'page_to_input', 'label_runs', 'group_lines', 'line_probabilities', 'find_lines', 'load_line_finder']
+           'SPLIT_LEVELS', 'TALL_LINE', 'BAND_REACH', 'SIDE_PAD', 'LINE_FINDER_DIR', 'LINE_FINDER_FILES',
+           'working_scale', 'resize_page', 'page_to_input', 'label_runs', 'group_lines', 'line_probabilities',
+           'find_lines', 'load_line_finder']
 
 # %% ../nbs/44_line_finder.ipynb
 from pathlib import Path
@@ -147,6 +148,35 @@ def group_lines(top: np.ndarray, bottom: np.ndarray) -> list:
     return sorted(lines, key=lambda line: float(np.nanmean(line[1] + line[2])))
 
 # %% ../nbs/44_line_finder.ipynb
+SPLIT_LEVELS = (0.7, 0.8, 0.9)  # a line too high to be one is cut again at these probabilities
+TALL_LINE = 1.6  # ... when it is this many times as high as the median line of the page
+
+
+def _split_merged(lines: list, labels: np.ndarray, probability: np.ndarray) -> list:
+    "`lines` with each one too high to be a single line replaced by the lines it splits into, top to bottom."
+    typical = float(np.median([line[3] for line in lines])) if len(lines) >= 3 else np.inf
+    result = []
+    for line in lines:
+        parts = [line]
+        if line[3] > TALL_LINE * typical:
+            inside = np.isin(labels, [k + 1 for k in line[0]])
+            for level in SPLIT_LEVELS:
+                runs = label_runs(inside & (probability > level))
+                found = group_lines(*_profiles(_paint(*runs, labels.shape), int(runs[3].max()) + 1)) \
+                    if len(runs[0]) else []
+                if len(found) >= 2:
+                    parts = found
+                    break
+        result += parts
+    return sorted(result, key=lambda line: float(np.nanmean(line[1] + line[2])))
+
+# %% ../nbs/44_line_finder.ipynb
+def _along_edge(line: list, height: int) -> bool:
+    "Whether a line's core touches the top or bottom edge of a map `height` rows high in most of its columns."
+    columns = np.flatnonzero(np.isfinite(line[1]))
+    return bool(np.mean((line[1][columns] <= 0) | (line[2][columns] >= height)) > 0.5)
+
+# %% ../nbs/44_line_finder.ipynb
 BAND_REACH = 1.3  # a line's crop reaches this many core heights above and below its core ...
 SIDE_PAD = 0.5  # ... and this many core heights left and right of it
 
@@ -206,7 +236,7 @@ def _crop(image: Image.Image, upper: np.ndarray, lower: np.ndarray, shape: tuple
 # %% ../nbs/44_line_finder.ipynb
 def find_lines(model,  # a LineFinderNet, its TorchScript, or an ONNX Runtime session of it
                image: Image.Image,  # a grayscale page (mode "L"), either polarity
-               threshold: float = 0.5,  # map pixels above this probability are line core
+               threshold: float = 0.65,  # map pixels above this probability are line core
               ) -> list[dict]:
     "The lines on `image`, top to bottom: dicts of `box` (x0, y0, x1, y1), `polygon` [(x, y), ...] and `crop`."
     image = image if image.mode == "L" else image.convert("L")
@@ -217,7 +247,9 @@ def find_lines(model,  # a LineFinderNet, its TorchScript, or an ONNX Runtime se
     runs = label_runs(probability > threshold)
     if len(runs[0]) == 0:
         return []
-    lines = group_lines(*_profiles(_paint(*runs, probability.shape), int(runs[3].max()) + 1))
+    labels = _paint(*runs, probability.shape)
+    lines = group_lines(*_profiles(labels, int(runs[3].max()) + 1))
+    lines = [line for line in _split_merged(lines, labels, probability) if not _along_edge(line, probability.shape[0])]
     if not lines:
         return []
     return [_crop(image, *band, probability.shape) for band in zip(*_bands(lines, probability.shape[1]))]
