@@ -304,6 +304,16 @@ def test_labelled_paragraph_can_overlap_lines_and_shrinks_labels_with_the_page()
         synthetic.render_labelled_paragraph(["a", "b"], seed=0, line_gap=(5, 2))
 
 
+def test_paragraph_dataset_labelled_sample_is_the_sample_with_its_lines():
+    dataset = SyntheticParagraphDataset(6, seed=2, text_split="heldout", stream="test")
+    for index in range(6):
+        image, text, boxes = dataset.sample(index, return_line_boxes=True)
+        labelled = dataset.labelled_sample(index)
+        assert np.array_equal(pixels(labelled.image), pixels(image)) and labelled.text == text
+        assert [(top, bottom) for top, bottom, _, _ in labelled.boxes] == boxes
+        assert labelled.labels.max() == len(text.splitlines())
+
+
 # DataModules
 
 

@@ -16,7 +16,8 @@ from PIL import Image
 
 from ..base import encode_text
 from .fonts import HELD_OUT_FONTS, NOMINAL_INK_HEIGHT, TRAIN_FONTS, FontError, load_fonts
-from .render import (CHARACTER_CLASSES, PARAGRAPH_MARGIN, render_character, render_line,
+from .render import (CHARACTER_CLASSES, PARAGRAPH_MARGIN, LabelledParagraph,
+                                                   render_character, render_labelled_paragraph, render_line,
                                                    render_paragraph)
 from .style import sample_style
 from .text import WidthLimit, _check_split, sample_line_text, sample_words, wrap_words
@@ -119,6 +120,13 @@ class SyntheticParagraphDataset(_SyntheticDataset):
         lines = _paragraph_text(rng, style, self.text_split)
         image, boxes = render_paragraph(lines, rng=rng, style=style, augment=self.augment, return_line_boxes=True)
         return (image, "\n".join(lines), boxes) if return_line_boxes else (image, "\n".join(lines))
+
+    def labelled_sample(self, index: int, line_gap: tuple | None = None) -> LabelledParagraph:
+        "Paragraph `index` with every line's box and pixels (the same page as `sample`, unless `line_gap` is given)."
+        rng = self.rng(index)
+        style = sample_style(rng, self.faces, self.augment)
+        lines = _paragraph_text(rng, style, self.text_split)
+        return render_labelled_paragraph(lines, rng=rng, style=style, augment=self.augment, line_gap=line_gap)
 
     @staticmethod
     def default_transform(image):
