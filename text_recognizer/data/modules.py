@@ -17,7 +17,7 @@ from PIL import Image
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from .base import BaseDataModule, ImageLabelDataset, encode_text
-from .synthetic import (HELD_OUT_FONTS, TRAIN_FONTS, SyntheticCharacterDataset,
+from .synthetic import (HELD_OUT_FONTS, HELD_OUT_STROKE_FAMILIES, TRAIN_FONTS, SyntheticCharacterDataset,
                                             SyntheticLineDataset, SyntheticParagraphDataset, load_fonts)
 from .transforms import RandomAugment, line_transform
 from ..images import BadImageError, load_image
@@ -91,8 +91,11 @@ class _SyntheticDataModule(BaseDataModule):
                  augment: bool = True,  # vary the handwriting when rendering (all splits, fixed per sample)
                  tensor_augment: bool = False,  # also a light RandomAugment on training tensors, new each epoch
                  test_split: str = "seen",  # 'seen': training fonts, held-out text; 'heldout': held-out fonts and text
-                 cache: bool = False):  # render every split once into memory (uint8) instead of every epoch
+                 cache: bool = False,  # render every split once into memory (uint8) instead of every epoch
+                 stroke_fraction: float = 0.0,  # lines: the share written along pen strokes (see `SyntheticLineDataset`)
+                 scan_fraction: float = 0.0):  # lines: the share made to look scanned
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        self.mix = {"stroke_fraction": float(stroke_fraction), "scan_fraction": float(scan_fraction)}
         if test_split not in TEST_SPLITS:
             raise ValueError(f"unknown test_split {test_split!r}; choose one of {TEST_SPLITS}")
         defaults = smoke_or(self.sizes, self.smoke_sizes)
@@ -106,8 +109,10 @@ class _SyntheticDataModule(BaseDataModule):
         self.mapping = list(VOCABULARY)
 
     def _dataset(self, num_samples: int, fonts, text_split: str, stream: str, transform=None):
+        families = HELD_OUT_STROKE_FAMILIES if stream == "heldout" else None  # unseen fonts, unseen pens
+        mix = dict(self.mix, stroke_families=families) if any(self.mix.values()) else {}
         return self.dataset_class(num_samples, seed=self.seed, fonts=fonts, text_split=text_split,
-                                  augment=self.augment, stream=stream, transform=transform)
+                                  augment=self.augment, stream=stream, transform=transform, **mix)
 
     def _train_transform(self):
         return _AugmentAfter(self.dataset_class.default_transform) if self.tensor_augment else None

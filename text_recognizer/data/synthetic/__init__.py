@@ -6,11 +6,13 @@
 __all__ = []
 
 # %% ../../../nbs/12_data.synthetic.ipynb
-from . import datasets, fonts, render, style, text
+from . import datasets, fonts, render, scan, strokes, style, text
 from .datasets import *  # noqa: F403
 from .fonts import *  # noqa: F403
 from .render import *  # noqa: F403
+from .scan import *  # noqa: F403
+from .strokes import *  # noqa: F403
 from .style import *  # noqa: F403
 from .text import *  # noqa: F403
 
-__all__ = fonts.__all__ + text.__all__ + style.__all__ + render.__all__ + datasets.__all__
+__all__ = fonts.__all__ + text.__all__ + style.__all__ + render.__all__ + strokes.__all__ + scan.__all__ + datasets.__all__

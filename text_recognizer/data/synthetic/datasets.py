@@ -16,6 +16,8 @@ from PIL import Image
 
 from ..base import encode_text
 from .fonts import HELD_OUT_FONTS, NOMINAL_INK_HEIGHT, TRAIN_FONTS, FontError, load_fonts
+from .scan import degrade_scan
+from .strokes import HELD_OUT_STROKE_FAMILIES, TRAIN_STROKE_FAMILIES, sample_stroke_line
 from .render import (CHARACTER_CLASSES, PARAGRAPH_MARGIN, LabelledParagraph,
                                                    render_character, render_labelled_paragraph, render_line,
                                                    render_paragraph)
@@ -42,7 +44,13 @@ class _SyntheticDataset(torch.utils.data.Dataset):
                  augment: bool = True,  # vary the handwriting (deterministically per index)
                  stream: str = "train",  # which seed stream: 'train', 'val', 'test' or 'heldout' (keeps splits apart)
                  transform=None,  # image -> model input; None: the default for the kind
-                 target_transform=None):  # text -> target; None: the default for the kind
+                 target_transform=None,  # text -> target; None: the default for the kind
+                 stroke_fraction: float = 0.0,  # lines: the share written along pen strokes (Hershey) instead of a font
+                 stroke_families=None,  # their families; None: TRAIN_STROKE_FAMILIES (held-out ones with held-out fonts)
+                 scan_fraction: float = 0.0):  # lines: the share made to look scanned or photographed (`degrade_scan`)
+        self.stroke_fraction, self.scan_fraction = float(stroke_fraction), float(scan_fraction)
+        self.stroke_families = stroke_families or (HELD_OUT_STROKE_FAMILIES if fonts is None and text_split == "heldout"
+                                                   else TRAIN_STROKE_FAMILIES)
         self.num_samples, self.seed, self.augment = int(num_samples), int(seed), augment
         self.text_split = _check_split(text_split)
         if stream not in _SPLIT_IDS:
@@ -84,9 +92,15 @@ class SyntheticLineDataset(_SyntheticDataset):
     def sample(self, index: int) -> tuple:
         "The PIL image and text of line `index`."
         rng = self.rng(index)
-        style = sample_style(rng, self.faces, self.augment)
-        text = _line_text(rng, style, self.text_split)
-        return render_line(text, rng=rng, style=style, augment=self.augment), text
+        if self.stroke_fraction and rng.random() < self.stroke_fraction:  # no draw at all when 0: old samples unchanged
+            image, text = sample_stroke_line(rng, self.text_split, self.stroke_families, self.augment)
+        else:
+            style = sample_style(rng, self.faces, self.augment)
+            text = _line_text(rng, style, self.text_split)
+            image = render_line(text, rng=rng, style=style, augment=self.augment)
+        if self.scan_fraction and rng.random() < self.scan_fraction:
+            image = degrade_scan(image, rng)
+        return image, text
 
     @staticmethod
     def default_transform(image):
