@@ -59,7 +59,7 @@ def test_line_models_give_one_step_per_four_columns(model_class):
 
 @pytest.mark.parametrize("model_class", [*CLASSIFIERS, *LINE_MODELS, ResnetTransformer])
 def test_misspelt_hyperparameter_is_an_error(model_class):
-    with pytest.raises(TypeError, match="unknown hyperparameter"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'not_a_hyperparameter'"):
         model_class(LINES_DATA_CONFIG, not_a_hyperparameter=1)
     with pytest.raises(ValueError, match="no preset 'huge'"):
         from_preset(model_class, LINES_DATA_CONFIG, "huge")
@@ -68,6 +68,15 @@ def test_misspelt_hyperparameter_is_an_error(model_class):
 def test_resolved_hyperparameters_are_kept():
     model = LineCNNLSTM(LINES_DATA_CONFIG, lstm_dim=32)
     assert model.hparams == {**LineCNNLSTM.DEFAULTS, "lstm_dim": 32}
+
+
+@pytest.mark.parametrize("model_class", [*CLASSIFIERS, *LINE_MODELS, ResnetTransformer])
+def test_each_hyperparameter_has_a_default_and_a_line_of_help(model_class):
+    "Issue 17: `--help` reads them from the signature and its docments comments."
+    from text_recognizer.training.config import class_arguments
+
+    arguments = class_arguments(model_class)
+    assert set(arguments) == set(model_class.DEFAULTS) and all(a["help"] for a in arguments.values()), arguments
 
 
 @pytest.mark.parametrize("model_class", LINE_MODELS)

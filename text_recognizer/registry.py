@@ -4,7 +4,7 @@
 
 # %% auto 0
 __all__ = ['SCORE_IN_NAME', 'HIGHER_IS_BETTER', 'APPROACHES', 'WANDB_ARTIFACT_NAME', 'best_checkpoint', 'run_record',
-           'model_card', 'wandb_mode', 'log_to_wandb', 'stage', 'FetchError', 'fetch', 'main']
+           'model_card', 'log_to_wandb', 'stage', 'FetchError', 'fetch', 'main']
 
 # %% ../nbs/41_registry.ipynb
 import argparse
@@ -188,14 +188,6 @@ def model_card(config: dict) -> str:
 WANDB_ARTIFACT_NAME = "paragraph-text-recognizer"
 
 
-def wandb_mode() -> str:
-    "'online', 'offline' or 'disabled': `WANDB_MODE` if set, else online exactly when `WANDB_API_KEY` is set."
-    mode = os.environ.get("WANDB_MODE", "").strip().lower()
-    if mode in ("online", "offline", "disabled"):
-        return mode
-    return "offline" if mode == "dryrun" or not os.environ.get("WANDB_API_KEY") else "online"
-
-
 def log_to_wandb(folder, # the staged artifact folder
                  project: str = "text-recognizer", # the W&B project
                  name: str = WANDB_ARTIFACT_NAME, # the artifact's name in the registry
@@ -205,6 +197,8 @@ def log_to_wandb(folder, # the staged artifact folder
                 ) -> dict:
     "Log `folder` as a versioned W&B model artifact; return the mode, aliases, run folder and reference."
     import wandb
+
+    from text_recognizer.training.runs import wandb_mode
 
     folder, mode = Path(folder), mode or wandb_mode()
     if mode == "disabled":
@@ -275,6 +269,8 @@ def fetch(reference: str, # ENTITY/PROJECT/NAME:ALIAS or :vN
          ) -> Path:
     "Download a staged model artifact from W&B into `out_dir`."
     import wandb
+
+    from text_recognizer.training.runs import wandb_mode
 
     if wandb_mode() != "online":
         raise FetchError(f"fetching {reference} needs W&B online: set WANDB_API_KEY (and unset WANDB_MODE={os.environ.get('WANDB_MODE')!r})"

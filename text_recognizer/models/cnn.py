@@ -9,7 +9,7 @@ __all__ = ['ConvBlock', 'CNN']
 import torch
 from torch import nn
 
-from .utils import read_data_config, resolve_hyperparameters
+from .utils import read_data_config, signature_defaults
 
 # %% ../../nbs/22_models.cnn.ipynb
 class ConvBlock(nn.Module):
@@ -28,13 +28,17 @@ class ConvBlock(nn.Module):
 class CNN(nn.Module):
     "Convolutional classifier: `(B, C, H, W)` images -> `(B, num_classes)` logits."
 
-    DEFAULTS = {"conv_dim": 64, "fc_dim": 128, "dropout": 0.25}
     PRESETS = {"cpu": {"conv_dim": 32, "fc_dim": 128, "dropout": 0.25}}
 
-    def __init__(self, data_config: dict, **hyperparameters):
+    def __init__(self, data_config: dict, # input_dims, output_dims and mapping: a DataModule's config()
+                 conv_dim: int = 64, # channels of both convolutions
+                 fc_dim: int = 128, # features per step after the convolutions (hidden units, in the CNN)
+                 dropout: float = 0.25, # dropout probability
+                ):
+        values = locals()
         super().__init__()
         (channels, height, width), _, mapping = read_data_config(data_config)
-        self.hparams = resolve_hyperparameters("CNN", self.DEFAULTS, hyperparameters)
+        self.hparams = {name: values[name] for name in self.DEFAULTS}
         self.num_classes = len(mapping)
         conv_dim, fc_dim = self.hparams["conv_dim"], self.hparams["fc_dim"]
         self.features = nn.Sequential(
@@ -48,6 +52,8 @@ class CNN(nn.Module):
             nn.Linear(conv_dim * (height // 2) * (width // 2), fc_dim), nn.ReLU(),
             nn.Linear(fc_dim, self.num_classes),
         )
+
+    DEFAULTS = signature_defaults(__init__)  # {name: default} of each hyperparameter, from the signature
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         "Class logits `(B, num_classes)` for images `x` `(B, C, H, W)`."

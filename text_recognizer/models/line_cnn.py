@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..metadata import BLANK_INDEX, PAD_INDEX
-from .utils import read_data_config, resolve_hyperparameters
+from .utils import read_data_config, signature_defaults
 
 # %% ../../nbs/23_models.line_cnn.ipynb
 def conv_bn_relu(in_channels: int, out_channels: int, stride=1) -> nn.Sequential:
@@ -62,19 +62,26 @@ class LineFeatures(nn.Module):
 class LineCNN(nn.Module):
     "Sliding-window CNN for CTC: line images `(B, 1, H, W)` -> logits `(B, C, W // 4)`."
 
-    DEFAULTS = {"conv_dims": (16, 32, 64, 128), "fc_dim": 256, "window_width": 3, "dropout": 0.2}
     PRESETS = {"cpu": {"conv_dims": (16, 32, 48, 64), "fc_dim": 128}}
 
-    def __init__(self, data_config: dict, **hyperparameters):
+    def __init__(self, data_config: dict, # input_dims, output_dims and mapping: a DataModule's config()
+                 conv_dims: tuple = (16, 32, 64, 128), # channels of the four convolution stages
+                 fc_dim: int = 256, # features per step after the convolutions (hidden units, in the CNN)
+                 window_width: int = 3, # steps the last convolution mixes (odd)
+                 dropout: float = 0.2, # dropout probability
+                ):
+        values = locals()
         super().__init__()
         input_dims, _, mapping = read_data_config(data_config)
-        self.hparams = resolve_hyperparameters("LineCNN", self.DEFAULTS, hyperparameters)
+        self.hparams = {name: values[name] for name in self.DEFAULTS}
         self.num_classes = len(mapping)
         self.features = LineFeatures(input_dims, tuple(self.hparams["conv_dims"]), self.hparams["fc_dim"],
                                      self.hparams["window_width"])
         self.downsample = self.features.downsample
         self.classifier = nn.Sequential(nn.Dropout(self.hparams["dropout"]),
                                         nn.Conv1d(self.hparams["fc_dim"], self.num_classes, kernel_size=1))
+
+    DEFAULTS = signature_defaults(__init__)  # {name: default} of each hyperparameter, from the signature
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         "CTC logits `(B, C, T)` for line images `x` `(B, 1, H, W)`, `T = W // downsample`."

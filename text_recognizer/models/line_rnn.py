@@ -12,21 +12,27 @@ import torch
 from torch import nn
 
 from .line_cnn import LineFeatures
-from .utils import read_data_config, resolve_hyperparameters
+from .utils import read_data_config, signature_defaults
 
 # %% ../../nbs/24_models.line_rnn.ipynb
 class LineCNNLSTM(nn.Module):
     "CNN features + bidirectional LSTM for CTC: line images `(B, 1, H, W)` -> logits `(B, C, W // 4)`."
 
-    DEFAULTS = {"conv_dims": (16, 32, 64, 128), "fc_dim": 256, "window_width": 3,
-                "lstm_dim": 128, "lstm_layers": 2, "dropout": 0.2}
     PRESETS = {"cpu": {},  # the defaults are already sized for a CPU
                "tiny": {"conv_dims": (16, 32, 48, 64), "fc_dim": 128, "lstm_dim": 96, "lstm_layers": 1}}
 
-    def __init__(self, data_config: dict, **hyperparameters):
+    def __init__(self, data_config: dict, # input_dims, output_dims and mapping: a DataModule's config()
+                 conv_dims: tuple = (16, 32, 64, 128), # channels of the four convolution stages
+                 fc_dim: int = 256, # features per step after the convolutions (hidden units, in the CNN)
+                 window_width: int = 3, # steps the last convolution mixes (odd)
+                 lstm_dim: int = 128, # hidden units of the LSTM, per direction
+                 lstm_layers: int = 2, # stacked bidirectional LSTM layers
+                 dropout: float = 0.2, # dropout probability
+                ):
+        values = locals()
         super().__init__()
         input_dims, _, mapping = read_data_config(data_config)
-        self.hparams = hp = resolve_hyperparameters("LineCNNLSTM", self.DEFAULTS, hyperparameters)
+        self.hparams = hp = {name: values[name] for name in self.DEFAULTS}
         self.num_classes = len(mapping)
         self.features = LineFeatures(input_dims, tuple(hp["conv_dims"]), hp["fc_dim"], hp["window_width"])
         self.downsample = self.features.downsample
@@ -34,6 +40,8 @@ class LineCNNLSTM(nn.Module):
                             batch_first=True, dropout=hp["dropout"] if hp["lstm_layers"] > 1 else 0.0)
         self.dropout = nn.Dropout(hp["dropout"])
         self.classifier = nn.Linear(2 * hp["lstm_dim"], self.num_classes)
+
+    DEFAULTS = signature_defaults(__init__)  # {name: default} of each hyperparameter, from the signature
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         "CTC logits `(B, C, T)` for line images `x` `(B, 1, H, W)`, `T = W // downsample`."
@@ -68,15 +76,24 @@ class PositionalEncoding(nn.Module):
 class LineCNNTransformer(nn.Module):
     "CNN features + Transformer encoder for CTC: line images `(B, 1, H, W)` -> logits `(B, C, W // 4)`."
 
-    DEFAULTS = {"conv_dims": (16, 32, 64, 128), "fc_dim": 256, "window_width": 3, "tf_dim": 128,
-                "tf_fc_dim": 512, "tf_heads": 4, "tf_layers": 2, "dropout": 0.2, "max_length": 2048}
     PRESETS = {"cpu": {}, "tiny": {"conv_dims": (16, 32, 48, 64), "fc_dim": 128, "tf_dim": 96,
                                    "tf_fc_dim": 192, "tf_layers": 1}}
 
-    def __init__(self, data_config: dict, **hyperparameters):
+    def __init__(self, data_config: dict, # input_dims, output_dims and mapping: a DataModule's config()
+                 conv_dims: tuple = (16, 32, 64, 128), # channels of the four convolution stages
+                 fc_dim: int = 256, # features per step after the convolutions (hidden units, in the CNN)
+                 window_width: int = 3, # steps the last convolution mixes (odd)
+                 tf_dim: int = 128, # width of the Transformer (model dimension)
+                 tf_fc_dim: int = 512, # width of the Transformer's feed-forward layers
+                 tf_heads: int = 4, # attention heads
+                 tf_layers: int = 2, # Transformer layers
+                 dropout: float = 0.2, # dropout probability
+                 max_length: int = 2048, # longest sequence of steps the position codes cover
+                ):
+        values = locals()
         super().__init__()
         input_dims, _, mapping = read_data_config(data_config)
-        self.hparams = hp = resolve_hyperparameters("LineCNNTransformer", self.DEFAULTS, hyperparameters)
+        self.hparams = hp = {name: values[name] for name in self.DEFAULTS}
         self.num_classes = len(mapping)
         self.features = LineFeatures(input_dims, tuple(hp["conv_dims"]), hp["fc_dim"], hp["window_width"])
         self.downsample = self.features.downsample
@@ -86,6 +103,8 @@ class LineCNNTransformer(nn.Module):
                                            batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, hp["tf_layers"], enable_nested_tensor=False)
         self.classifier = nn.Linear(hp["tf_dim"], self.num_classes)
+
+    DEFAULTS = signature_defaults(__init__)  # {name: default} of each hyperparameter, from the signature
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         "CTC logits `(B, C, T)` for line images `x` `(B, 1, H, W)`, `T = W // downsample`."

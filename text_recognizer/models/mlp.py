@@ -11,19 +11,23 @@ import math
 import torch
 from torch import nn
 
-from .utils import read_data_config, resolve_hyperparameters
+from .utils import read_data_config, signature_defaults
 
 # %% ../../nbs/21_models.mlp.ipynb
 class MLP(nn.Module):
     "Fully connected classifier: `(B, C, H, W)` images -> `(B, num_classes)` logits."
 
-    DEFAULTS = {"fc1_dim": 1024, "fc2_dim": 128, "dropout": 0.5}
     PRESETS = {"cpu": {"fc1_dim": 256, "fc2_dim": 128, "dropout": 0.2}}
 
-    def __init__(self, data_config: dict, **hyperparameters):
+    def __init__(self, data_config: dict, # input_dims, output_dims and mapping: a DataModule's config()
+                 fc1_dim: int = 1024, # units of the first hidden layer
+                 fc2_dim: int = 128, # units of the second hidden layer
+                 dropout: float = 0.5, # dropout probability
+                ):
+        values = locals()
         super().__init__()
         input_dims, _, mapping = read_data_config(data_config)
-        self.hparams = resolve_hyperparameters("MLP", self.DEFAULTS, hyperparameters)
+        self.hparams = {name: values[name] for name in self.DEFAULTS}
         self.input_dims, self.num_classes = input_dims, len(mapping)
         fc1_dim, fc2_dim, dropout = self.hparams["fc1_dim"], self.hparams["fc2_dim"], self.hparams["dropout"]
         self.layers = nn.Sequential(
@@ -32,6 +36,8 @@ class MLP(nn.Module):
             nn.Linear(fc1_dim, fc2_dim), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(fc2_dim, self.num_classes),
         )
+
+    DEFAULTS = signature_defaults(__init__)  # {name: default} of each hyperparameter, from the signature
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         "Class logits `(B, num_classes)` for images `x` `(B, C, H, W)`."

@@ -9,7 +9,7 @@ __all__ = ['BasicBlock', 'ResNet', 'ResNetClassifier']
 import torch
 from torch import nn
 
-from .utils import read_data_config, resolve_hyperparameters
+from .utils import read_data_config, signature_defaults
 
 # %% ../../nbs/25_models.resnet.ipynb
 class BasicBlock(nn.Module):
@@ -70,16 +70,21 @@ class ResNet(nn.Module):
 class ResNetClassifier(nn.Module):
     "ResNet encoder, global average pooling and a linear layer: `(B, C, H, W)` -> `(B, num_classes)` logits."
 
-    DEFAULTS = {"widths": (64, 128, 256, 512), "depths": (2, 2, 2, 2)}
     PRESETS = {"cpu": {"widths": (16, 32, 64, 128), "depths": (1, 1, 1, 1)}}
 
-    def __init__(self, data_config: dict, **hyperparameters):
+    def __init__(self, data_config: dict, # input_dims, output_dims and mapping: a DataModule's config()
+                 widths: tuple = (64, 128, 256, 512), # channels of each ResNet stage
+                 depths: tuple = (2, 2, 2, 2), # residual blocks in each stage; (2, 2, 2, 2) is ResNet-18
+                ):
+        values = locals()
         super().__init__()
         (channels, _, _), _, mapping = read_data_config(data_config)
-        self.hparams = resolve_hyperparameters("ResNetClassifier", self.DEFAULTS, hyperparameters)
+        self.hparams = {name: values[name] for name in self.DEFAULTS}
         self.num_classes = len(mapping)
         self.resnet = ResNet(channels, tuple(self.hparams["widths"]), tuple(self.hparams["depths"]))
         self.classifier = nn.Linear(self.resnet.out_channels, self.num_classes)
+
+    DEFAULTS = signature_defaults(__init__)  # {name: default} of each hyperparameter, from the signature
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         "Class logits `(B, num_classes)` for images `x` `(B, C, H, W)`."

@@ -14,7 +14,7 @@ from torch import nn
 from ..metadata import END_TOKEN, PAD_TOKEN, START_TOKEN
 from .line_rnn import PositionalEncoding, sinusoids
 from .resnet import ResNet
-from .utils import read_data_config, resolve_hyperparameters
+from .utils import read_data_config, signature_defaults
 
 # %% ../../nbs/26_models.resnet_transformer.ipynb
 class PositionalEncodingImage(nn.Module):
@@ -41,17 +41,24 @@ def causal_mask(size: int, device: torch.device | None = None) -> torch.Tensor:
 class ResnetTransformer(nn.Module):
     "ResNet encoder + Transformer decoder: images `(B, 1, H, W)` and tokens `(B, Sy)` -> logits `(B, C, Sy)`."
 
-    DEFAULTS = {"widths": (64, 128, 256, 512), "depths": (2, 2, 2, 2), "tf_dim": 256, "tf_fc_dim": 1024,
-                "tf_heads": 4, "tf_layers": 4, "dropout": 0.4}
     PRESETS = {"cpu": {"widths": (32, 64, 128, 256), "depths": (1, 1, 1, 1), "tf_dim": 128, "tf_fc_dim": 256,
                        "tf_layers": 2, "dropout": 0.2},
                "tiny": {"widths": (8, 16, 32), "depths": (1, 1, 1), "tf_dim": 32, "tf_fc_dim": 64,
                         "tf_heads": 2, "tf_layers": 1, "dropout": 0.0}}
 
-    def __init__(self, data_config: dict, **hyperparameters):
+    def __init__(self, data_config: dict, # input_dims, output_dims and mapping: a DataModule's config()
+                 widths: tuple = (64, 128, 256, 512), # channels of each ResNet stage
+                 depths: tuple = (2, 2, 2, 2), # residual blocks in each stage; (2, 2, 2, 2) is ResNet-18
+                 tf_dim: int = 256, # width of the Transformer (model dimension)
+                 tf_fc_dim: int = 1024, # width of the Transformer's feed-forward layers
+                 tf_heads: int = 4, # attention heads
+                 tf_layers: int = 4, # Transformer layers
+                 dropout: float = 0.4, # dropout probability
+                ):
+        values = locals()
         super().__init__()
         (channels, height, width), output_dims, mapping = read_data_config(data_config)
-        self.hparams = hp = resolve_hyperparameters("ResnetTransformer", self.DEFAULTS, hyperparameters)
+        self.hparams = hp = {name: values[name] for name in self.DEFAULTS}
         missing = [token for token in (START_TOKEN, END_TOKEN, PAD_TOKEN) if token not in mapping]
         if missing:
             raise ValueError(f"ResnetTransformer writes text between {START_TOKEN} and {END_TOKEN}, padded with "
@@ -71,6 +78,8 @@ class ResnetTransformer(nn.Module):
         layer = nn.TransformerDecoderLayer(self.dim, hp["tf_heads"], hp["tf_fc_dim"], hp["dropout"], batch_first=True)
         self.decoder = nn.TransformerDecoder(layer, hp["tf_layers"])
         self.classifier = nn.Linear(self.dim, self.num_classes)
+
+    DEFAULTS = signature_defaults(__init__)  # {name: default} of each hyperparameter, from the signature
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         "Memory `(B, h * w, dim)` of images `x` `(B, C, H, W)`."

@@ -4,9 +4,11 @@
 
 # %% auto 0
 __all__ = ['DIGITS_DATA_CONFIG', 'CHARS_DATA_CONFIG', 'LINES_DATA_CONFIG', 'PARAGRAPHS_DATA_CONFIG', 'read_data_config',
-           'resolve_hyperparameters', 'from_preset', 'num_parameters', 'describe']
+           'signature_defaults', 'from_preset', 'num_parameters', 'describe']
 
 # %% ../../nbs/20_models.utils.ipynb
+import inspect
+
 from torch import nn
 
 from ..metadata import CHAR_IMAGE_SIZE, LINE_IMAGE_HEIGHT, LINE_IMAGE_WIDTH, MAX_LINE_LENGTH
@@ -37,16 +39,10 @@ PARAGRAPHS_DATA_CONFIG = {"input_dims": (1, *PARAGRAPH_IMAGE_SIZE),
                           "output_dims": (MAX_PARAGRAPH_LENGTH + 2,), "mapping": VOCABULARY}
 
 # %% ../../nbs/20_models.utils.ipynb
-def resolve_hyperparameters(model_name: str, # the class name, for the error message
-                            defaults: dict, # every accepted hyperparameter with its default value
-                            given: dict, # what the caller passed
-                           ) -> dict:
-    "The `defaults` updated with `given`; an unknown name raises `TypeError` listing the valid ones."
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise TypeError(f"{model_name} got unknown hyperparameter(s) {unknown}; "
-                        f"it accepts {sorted(defaults)} (see {model_name}.DEFAULTS)")
-    return {**defaults, **given}
+def signature_defaults(init) -> dict:
+    "The hyperparameters of a model's `__init__` (every parameter after `data_config`) with their defaults."
+    parameters = list(inspect.signature(init).parameters.values())[2:]  # after self and data_config
+    return {p.name: p.default for p in parameters}
 
 # %% ../../nbs/20_models.utils.ipynb
 def from_preset(model_class: type, # a model class with `DEFAULTS` and `PRESETS`
@@ -58,7 +54,10 @@ def from_preset(model_class: type, # a model class with `DEFAULTS` and `PRESETS`
     presets = {"default": {}, **getattr(model_class, "PRESETS", {})}
     if preset not in presets:
         raise ValueError(f"{model_class.__name__} has no preset {preset!r}; choose one of {sorted(presets)}")
-    return model_class(data_config, **{**presets[preset], **overrides})
+    try:
+        return model_class(data_config, **{**presets[preset], **overrides})
+    except TypeError as error:  # a misspelt name: say which ones the class takes
+        raise TypeError(f"{error}; {model_class.__name__} takes {sorted(model_class.DEFAULTS)}") from error
 
 # %% ../../nbs/20_models.utils.ipynb
 def num_parameters(model: nn.Module, trainable_only: bool = False) -> int:

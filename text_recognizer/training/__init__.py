@@ -38,14 +38,14 @@ def train(config: dict, # a run config, as from `resolve_config`
     plan = plan_run(config)
     data, model, lit = build(config)
     start_weights(model, plan)
-    trainer, callbacks = build_trainer(config, lit, plan, extra_callbacks)
-    record_run(trainer, config, command, plan, lit, data)
+    trainer, callbacks, loggers = build_trainer(config, lit, plan, extra_callbacks)
+    record_run(trainer, loggers, config, command, plan, lit, data)
     fit(trainer, lit, data, plan)
     time_limit = time_limit_reached(trainer)  # before testing, which restores the Timer's saved time
     best = callbacks["checkpoint"].best_model_path or None
     tested = config.get("test", True) and not trainer.interrupted
     test_metrics = test_best(trainer, lit, data, best) if tested else {}
-    return report(trainer, summarise(trainer, callbacks, lit, data, plan, test_metrics, time_limit))
+    return report(trainer, loggers, summarise(trainer, callbacks, loggers, lit, data, plan, test_metrics, time_limit))
 
 # %% ../../nbs/34_training.ipynb
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,9 @@
 
 # %% auto 0
 __all__ = ['DEFAULT_CONFIG', 'SMOKE_TRAINER', 'RECIPES', 'TRAINER_FLAGS', 'SECTIONS', 'FLAG_KEYS', 'merge', 'parse_value',
-           'build_parser', 'class_arguments', 'chosen_classes', 'add_class_arguments', 'set_dotted', 'dotted_overrides',
-           'load_config_file', 'resolve_config', 'resolved_config']
+           'add_choice_flags', 'add_trainer_flags', 'add_run_flags', 'build_parser', 'class_arguments',
+           'chosen_classes', 'add_class_arguments', 'set_dotted', 'dotted_overrides', 'load_config_file',
+           'resolve_config', 'resolved_config']
 
 # %% ../../nbs/34a_training.config.ipynb
 import argparse
@@ -129,6 +130,24 @@ def parse_value(text: str):
     return text
 
 # %% ../../nbs/34a_training.config.ipynb
+def add_choice_flags(parser: argparse.ArgumentParser) -> None:
+    "Flags for what to train: recipe, config files, classes, preset, batch size, optimizer, seed."
+    what = parser.add_argument_group("what to train")
+    what.add_argument("--recipe", help=f"a named setup: {', '.join(RECIPES)}")
+    what.add_argument("--config", action="append", help="a YAML or JSON file of config keys (repeatable)")
+    what.add_argument("--data-class", help=f"the DataModule: {', '.join(DATA_MODULES)}")
+    what.add_argument("--model-class", help=f"the model: {', '.join(MODEL_CLASSES)}")
+    what.add_argument("--lit-class", choices=list(LIT_CLASSES), help="the Lightning module (default: guessed)")
+    what.add_argument("--preset", help="a named set of model hyperparameters, e.g. cpu")
+    what.add_argument("--batch-size", type=int, help="samples per batch")
+    what.add_argument("--num-workers", type=int, help="data loader processes")
+    what.add_argument("--optimizer", choices=["adam", "adamw"])
+    what.add_argument("--lr", type=float, help="learning rate (the peak one with --scheduler onecycle)")
+    what.add_argument("--weight-decay", type=float)
+    what.add_argument("--scheduler", type=parse_value, help="none or onecycle")
+    what.add_argument("--seed", type=int)
+
+# %% ../../nbs/34a_training.config.ipynb
 TRAINER_FLAGS = {  # Trainer argument: help
     "accelerator": "cpu, gpu, mps or auto", "devices": "how many (or which) devices, or auto",
     "strategy": "auto, ddp, ddp_spawn, fsdp, ...", "num_nodes": "machines in a multi-node run",
@@ -144,38 +163,19 @@ TRAINER_FLAGS = {  # Trainer argument: help
     "check_val_every_n_epoch": "validate every N epochs", "log_every_n_steps": "log training metrics every N steps",
     "deterministic": "use deterministic algorithms (slower)",
 }
-SECTIONS = {"data": "data_args", "model": "model_args", "lit": "lit_args", "trainer": "trainer", "wandb": "wandb"}
 
 
-def build_parser(classes: dict[str, type] | None = None, # from `chosen_classes`: their arguments join the help
-                ) -> argparse.ArgumentParser:
-    "The parser of `text-recognizer train`."
-    parser = argparse.ArgumentParser(
-        prog="text-recognizer train", argument_default=argparse.SUPPRESS, allow_abbrev=False,
-        description="Train a model on a DataModule. Settings are layered: defaults < --recipe < --config files "
-                    "< flags. Any config key is reachable with a dotted flag: --trainer.KEY, --model.KEY, "
-                    "--data.KEY, --lit.KEY, --wandb.KEY (e.g. --lit.lr 3e-3 --trainer.gradient_clip_val 1).",
-        epilog="W&B runs offline unless WANDB_API_KEY is set (or WANDB_MODE says otherwise); "
-               "`wandb sync RUN_DIR/wandb/offline-run-*` uploads an offline run later.")
-    what = parser.add_argument_group("what to train")
-    what.add_argument("--recipe", help=f"a named setup: {', '.join(RECIPES)}")
-    what.add_argument("--config", action="append", help="a YAML or JSON file of config keys (repeatable)")
-    what.add_argument("--data-class", help=f"the DataModule: {', '.join(DATA_MODULES)}")
-    what.add_argument("--model-class", help=f"the model: {', '.join(MODEL_CLASSES)}")
-    what.add_argument("--lit-class", choices=list(LIT_CLASSES), help="the Lightning module (default: guessed)")
-    what.add_argument("--preset", help="a named set of model hyperparameters, e.g. cpu")
-    what.add_argument("--batch-size", type=int, help="samples per batch")
-    what.add_argument("--num-workers", type=int, help="data loader processes")
-    what.add_argument("--optimizer", choices=["adam", "adamw"])
-    what.add_argument("--lr", type=float, help="learning rate (the peak one with --scheduler onecycle)")
-    what.add_argument("--weight-decay", type=float)
-    what.add_argument("--scheduler", type=parse_value, help="none or onecycle")
-    what.add_argument("--seed", type=int)
+def add_trainer_flags(parser: argparse.ArgumentParser) -> None:
+    "A flag for each of `TRAINER_FLAGS`, read into the config's `trainer` section."
     trainer = parser.add_argument_group("Trainer options (any other: --trainer.KEY VALUE)")
     for name, help_text in TRAINER_FLAGS.items():
         kwargs = {"nargs": "?", "const": True} if name in ("fast_dev_run", "deterministic") else {}
         trainer.add_argument("--" + name.replace("_", "-"), dest="trainer." + name, type=parse_value, help=help_text,
                              metavar="VALUE", **kwargs)
+
+# %% ../../nbs/34a_training.config.ipynb
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    "Flags for the run (folder, resume, init-from, W&B, test, threads) and for information without training."
     run = parser.add_argument_group("the run")
     run.add_argument("--output-dir", help="the run's folder (default: runs/<date-time>)")
     run.add_argument("--resume", help="resume from a checkpoint: a .ckpt path, 'last' (the last checkpoint of "
@@ -192,6 +192,23 @@ def build_parser(classes: dict[str, type] | None = None, # from `chosen_classes`
     info.add_argument("--list-recipes", action="store_true", help="list the recipes and exit")
     info.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     info.add_argument("--write-sweep", metavar="FILE", help="write the W&B sweep config of the line model and exit")
+
+# %% ../../nbs/34a_training.config.ipynb
+SECTIONS = {"data": "data_args", "model": "model_args", "lit": "lit_args", "trainer": "trainer", "wandb": "wandb"}
+
+
+def build_parser(classes: dict[str, type] | None = None, # from `chosen_classes`: their arguments join the help
+                ) -> argparse.ArgumentParser:
+    "The parser of `text-recognizer train`."
+    parser = argparse.ArgumentParser(
+        prog="text-recognizer train", argument_default=argparse.SUPPRESS, allow_abbrev=False,
+        description="Train a model on a DataModule. Settings are layered: defaults < --recipe < --config files "
+                    "< flags. Any config key is reachable with a dotted flag: --trainer.KEY, --model.KEY, "
+                    "--data.KEY, --lit.KEY, --wandb.KEY (e.g. --lit.lr 3e-3 --trainer.gradient_clip_val 1).",
+        epilog="W&B runs offline unless WANDB_API_KEY is set (or WANDB_MODE says otherwise); "
+               "`wandb sync RUN_DIR/wandb/offline-run-*` uploads an offline run later.")
+    for add_flags in (add_choice_flags, add_trainer_flags, add_run_flags):
+        add_flags(parser)
     if classes:
         add_class_arguments(parser, classes)
     return parser
@@ -255,7 +272,7 @@ def set_dotted(config: dict, dotted: str, value) -> None:
         config = config.setdefault(parent, {})
     config[key] = value
 
-
+# %% ../../nbs/34a_training.config.ipynb
 def dotted_overrides(extra: list[str]) -> dict:
     "The `--section.key value` (or `--section.key=value`) flags of `extra` as a nested dict of config keys."
     overrides, i = {}, 0
@@ -274,7 +291,7 @@ def dotted_overrides(extra: list[str]) -> dict:
         i += 1
     return overrides
 
-
+# %% ../../nbs/34a_training.config.ipynb
 def load_config_file(path: str | Path) -> dict:
     "The config keys in a YAML or JSON file."
     path = Path(path)
@@ -288,7 +305,7 @@ def load_config_file(path: str | Path) -> dict:
         raise ValueError(f"{path}: unknown config key(s) {unknown}; the keys are {sorted(DEFAULT_CONFIG)}")
     return loaded
 
-
+# %% ../../nbs/34a_training.config.ipynb
 def resolve_config(argv: list[str]) -> tuple[dict, argparse.Namespace]:
     "The run config for a command line (defaults < recipe < smoke < config files < flags), and the parsed flags."
     asks_help = any(flag in ("-h", "--help") for flag in argv)  # the classes' own flags are listed, then parsed as dotted

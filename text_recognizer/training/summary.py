@@ -30,8 +30,8 @@ def test_best(trainer: L.Trainer, lit: L.LightningModule, data: L.LightningDataM
     return {key: float(value) for key, value in (results[0] if results else {}).items()}
 
 # %% ../../nbs/34d_training.summary.ipynb
-def summarise(trainer: L.Trainer, callbacks: dict, lit: L.LightningModule, data: L.LightningDataModule,
-              plan: RunPlan, test_metrics: dict, time_limit: bool) -> dict:
+def summarise(trainer: L.Trainer, callbacks: dict, loggers: list, lit: L.LightningModule,
+              data: L.LightningDataModule, plan: RunPlan, test_metrics: dict, time_limit: bool) -> dict:
     "The summary of a finished run: folder, checkpoints, metrics, steps, speed, W&B."
     checkpoint, monitor = callbacks["checkpoint"], lit.monitor[0]
     last = plan.run_dir / "checkpoints" / "last.ckpt"
@@ -47,7 +47,7 @@ def summarise(trainer: L.Trainer, callbacks: dict, lit: L.LightningModule, data:
         "train_samples": len(data.data_train) if getattr(data, "data_train", None) is not None else None,
         "feedback": getattr(data, "feedback_report", None), "interrupted": trainer.interrupted,
         "time_limit_reached": time_limit, "seconds": round(time.time() - plan.started, 1),
-        "metrics_csv": str(Path(trainer.loggers[0].log_dir) / "metrics.csv"),
+        "metrics_csv": str(Path(loggers[0].log_dir) / "metrics.csv"),  # the CSV logger's
         "wandb_mode": plan.mode, "wandb_run_dir": None, "wandb_url": None,
     }
 
@@ -76,9 +76,9 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines + ["=" * 72])
 
 # %% ../../nbs/34d_training.summary.ipynb
-def report(trainer: L.Trainer, summary: dict) -> dict:
+def report(trainer: L.Trainer, loggers: list, summary: dict) -> dict:
     "Finish the W&B run (with the best score), save `summary.json` and print the summary: the end of `train`."
-    wandb_logger = next((logger for logger in trainer.loggers if isinstance(logger, WandbLogger)), None)
+    wandb_logger = next((logger for logger in loggers if isinstance(logger, WandbLogger)), None)
     if wandb_logger is not None and trainer.is_global_zero:
         run = wandb_logger.experiment
         summary["wandb_run_dir"] = str(Path(run.dir).parent)

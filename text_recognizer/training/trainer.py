@@ -100,22 +100,22 @@ def make_callbacks(config: dict, lit: L.LightningModule, plan: RunPlan,
 
 # %% ../../nbs/34c_training.trainer.ipynb
 def build_trainer(config: dict, lit: L.LightningModule, plan: RunPlan,
-                  extra_callbacks: list | None = None) -> tuple[L.Trainer, dict]:
-    "The Trainer of a run, and its callbacks by name."
-    callbacks = make_callbacks(config, lit, plan, extra_callbacks)
-    trainer = L.Trainer(default_root_dir=plan.run_dir, logger=make_loggers(config, plan),
-                        callbacks=list(callbacks.values()), **trainer_options(config))
-    return trainer, callbacks
+                  extra_callbacks: list | None = None) -> tuple[L.Trainer, dict, list]:
+    "The Trainer of a run, its callbacks by name, and its loggers (kept: `fast_dev_run` hides them from the Trainer)."
+    callbacks, loggers = make_callbacks(config, lit, plan, extra_callbacks), make_loggers(config, plan)
+    trainer = L.Trainer(default_root_dir=plan.run_dir, logger=loggers, callbacks=list(callbacks.values()),
+                        **trainer_options(config))
+    return trainer, callbacks, loggers
 
 # %% ../../nbs/34c_training.trainer.ipynb
-def record_run(trainer: L.Trainer, config: dict, command: str | None, plan: RunPlan, lit: L.LightningModule,
-               data: L.LightningDataModule) -> dict:
+def record_run(trainer: L.Trainer, loggers: list, config: dict, command: str | None, plan: RunPlan,
+               lit: L.LightningModule, data: L.LightningDataModule) -> dict:
     "Save the run's record as `config.yaml`, log it as hyperparameters, and say what is trained."
     record = json.loads(json.dumps({**config, "command": command, "run_dir": str(plan.run_dir),
                                     "model_summary": describe(lit.model)}, default=str))
     if trainer.is_global_zero:
         (plan.run_dir / "config.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
-        for logger in trainer.loggers:
+        for logger in loggers:
             logger.log_hyperparams({"run": record})
         print(f"run folder: {plan.run_dir}\n{describe(lit.model)}, {type(lit).__name__}, data {type(data).__name__}"
               + (f"\nresuming from {plan.resume_path}" if plan.resume_path else ""))
