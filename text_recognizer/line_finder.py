@@ -273,7 +273,9 @@ def load_line_finder(folder=LINE_FINDER_DIR,  # a folder with the files of LINE_
         import onnxruntime
         return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     if backend == "torchscript":
-        return torch.jit.load(str(path), map_location="cpu").eval()
+        from text_recognizer.predictor import silence_torchscript_deprecation  # here: the predictor will import us
+        with silence_torchscript_deprecation():
+            return torch.jit.load(str(path), map_location="cpu").eval()
     model = LineFinderNet()
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.eval()
