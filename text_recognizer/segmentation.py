@@ -127,21 +127,32 @@ def _merge_tiny(bands: list[list[int]], profile: np.ndarray, line_height: float,
     return bands
 
 # %% ../nbs/42a_segmentation.ipynb
-def _split_tall(band: list[int], profile: np.ndarray, factor: float, line_height: float | None) -> list[list[int]]:
-    "Split a band taller than `factor` x-heights (or 1.7 `line_height`s) at its emptiest middle row, recursively."
+def _split_once(band: list[int], profile: np.ndarray, factor: float, line_height: float | None) -> int | None:
+    "The row where a band taller than `factor` x-heights (or 1.7 `line_height`s) is cut at its emptiest middle; None to keep it."
     top, bottom = band
     rows = profile[top:bottom]
-    if rows.max() <= 0:
-        return [band]
+    if rows.size == 0 or rows.max() <= 0:
+        return None
     x_height = max(b - a for a, b in _runs(rows >= 0.5 * rows.max()))  # the core of one line
     if bottom - top <= factor * x_height and (line_height is None or bottom - top <= 1.7 * line_height):
-        return [band]
+        return None
     margin = int(min(2 * x_height, 0.35 * (bottom - top)))  # cut near the middle, not in a line's core
     middle = rows[margin: len(rows) - margin]
-    if middle.size == 0:
-        return [band]
-    cut = top + margin + int(np.argmin(middle))
-    return _split_tall([top, cut], profile, factor, line_height) + _split_tall([cut, bottom], profile, factor, line_height)
+    cut = top + margin + int(np.argmin(middle)) if middle.size else None
+    return cut if cut is not None and top < cut < bottom else None
+
+
+def _split_tall(band: list[int], profile: np.ndarray, factor: float, line_height: float | None) -> list[list[int]]:
+    "`band` cut by `_split_once` until no part is too tall: a loop with a stack, so no page can exhaust recursion."
+    done, todo = [], [list(band)]
+    while todo:
+        part = todo.pop()
+        cut = _split_once(part, profile, factor, line_height)
+        if cut is None:
+            done.append(part)
+        else:
+            todo += [[cut, part[1]], [part[0], cut]]  # the upper part is popped first: bands stay in order
+    return done
 
 # %% ../nbs/42a_segmentation.ipynb
 def _bands(ink: np.ndarray, settings: dict) -> list[list[int]]:
