@@ -177,7 +177,7 @@ def _along_edge(line: list, height: int) -> bool:
     return bool(np.mean((line[1][columns] <= 0) | (line[2][columns] >= height)) > 0.5)
 
 # %% ../nbs/44_line_finder.ipynb
-BAND_REACH = 1.3  # a line's crop reaches this many core heights above and below its core ...
+BAND_REACH = 1.0  # a line's crop reaches this many core heights above and below its core ...
 SIDE_PAD = 0.5  # ... and this many core heights left and right of it
 
 
