@@ -37,6 +37,9 @@ check-sync: $(STAMP)  ## fail when the library or the notebooks are out of sync 
 	@$(PY) setup/check_sync.py
 	@$(PY) setup/update_readme.py --check
 
+cell-stats: $(STAMP)  ## exported-cell sizes per notebook; fail when the median > 12 or a cell lacks its asserting example
+	@$(PY) setup/cell_stats.py --check
+
 lint: $(STAMP)  ## ruff over the library, the tests, the benchmarks and the setup scripts
 	@$(BIN)/ruff check text_recognizer tests bench setup conftest.py
 
