@@ -3,7 +3,7 @@
 For each notebook: the exported cells (`#| export` / `#| exports`), their non-blank,
 non-directive lines, the median per notebook and overall, the largest cells, and each
 exported cell not followed (before the next exported cell) by a code cell that uses one of
-the names it defines and asserts something. Cells made only of imports, or only a `__main__`
+the names it defines and asserts something. Cells made only of imports (re-exports), or only a `__main__`
 entry point, are exempt.
 
     python setup/cell_stats.py            # table
@@ -44,10 +44,16 @@ def _parse(source: str):
 
 
 def is_import_only(source: str) -> bool:
-    """True when every statement in the cell is an import."""
+    """True when every statement in the cell is an import (or an `__all__` re-export list)."""
     tree = _parse(source)
     return tree is not None and bool(tree.body) and all(
-        isinstance(s, (ast.Import, ast.ImportFrom)) for s in tree.body)
+        isinstance(s, (ast.Import, ast.ImportFrom)) or _is_all(s) for s in tree.body)
+
+
+def _is_all(statement) -> bool:
+    """True for `__all__ = ...` / `__all__ += ...`: a re-export list, not a definition."""
+    target = getattr(statement, "target", None) or (getattr(statement, "targets", None) or [None])[0]
+    return isinstance(target, ast.Name) and target.id == "__all__"
 
 
 def _targets(node) -> set:

@@ -17,9 +17,10 @@ from tqdm.auto import tqdm
 
 from ..utils import data_dir
 
+# %% ../../nbs/13_data.download.ipynb
 CHUNK_SIZE = 1 << 20  # bytes read (and hashed) at a time
 
-# %% ../../nbs/13_data.download.ipynb
+
 class DownloadError(RuntimeError):
     "A download or a local copy that cannot be used: truncated, corrupted, or unreachable."
 
