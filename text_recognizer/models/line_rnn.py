@@ -59,7 +59,7 @@ def sinusoids(length: int, dim: int) -> torch.Tensor:
     codes[:, 1::2] = torch.cos(position * frequency)
     return codes
 
-
+# %% ../../nbs/24_models.line_rnn.ipynb
 class PositionalEncoding(nn.Module):
     "Adds sinusoidal position codes to a sequence `(B, S, dim)`, `S <= max_length`."
 
