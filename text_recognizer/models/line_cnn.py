@@ -26,7 +26,7 @@ def halve(size: int) -> int:
     "Output size of a 3x3 convolution with padding 1 and stride 2."
     return (size + 1) // 2
 
-
+# %% ../../nbs/23_models.line_cnn.ipynb
 class LineFeatures(nn.Module):
     "Convolutional features of a line: `(B, C, H, W)` -> `(B, out_dim, T)` with `T = ceil(W / 4)`."
 
