@@ -9,7 +9,12 @@ entry point, are exempt.
     python setup/cell_stats.py            # table
     python setup/cell_stats.py --check    # exit 1 when the median > 12 or a cell lacks its example
 """
-import argparse, ast, json, re, statistics, sys
+import argparse
+import ast
+import json
+import re
+import statistics
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,17 +31,17 @@ def cell_source(cell) -> str:
 
 def is_exported(cell) -> bool:
     """True for a code cell carrying `#| export` or `#| exports`."""
-    return cell.get("cell_type") == "code" and any(EXPORT.match(l) for l in cell_source(cell).splitlines())
+    return cell.get("cell_type") == "code" and any(EXPORT.match(line) for line in cell_source(cell).splitlines())
 
 
 def body_lines(source: str) -> list:
     """Non-blank lines that are not `#|` directives."""
-    return [l for l in source.splitlines() if l.strip() and not DIRECTIVE.match(l)]
+    return [line for line in source.splitlines() if line.strip() and not DIRECTIVE.match(line)]
 
 
 def _parse(source: str):
     """The cell parsed with Python, magics and shell lines blanked; None when it does not parse."""
-    text = "\n".join("" if l.lstrip().startswith(("%", "!")) else l for l in source.splitlines())
+    text = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
     try:
         return ast.parse(text)
     except SyntaxError:
@@ -58,16 +63,21 @@ def _is_all(statement) -> bool:
 
 def _targets(node) -> set:
     """Names bound by an assignment target."""
-    if isinstance(node, ast.Name): return {node.id}
-    if isinstance(node, (ast.Tuple, ast.List)): return set().union(*map(_targets, node.elts)) if node.elts else set()
-    if isinstance(node, ast.Starred): return _targets(node.value)
-    if isinstance(node, ast.Attribute): return {node.attr}  # `Cls.method = fn` defines `method`
+    if isinstance(node, ast.Name):
+        return {node.id}
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return set().union(*map(_targets, node.elts)) if node.elts else set()
+    if isinstance(node, ast.Starred):
+        return _targets(node.value)
+    if isinstance(node, ast.Attribute):
+        return {node.attr}  # `Cls.method = fn` defines `method`
     return set()
 
 
 def is_exempt(source: str) -> bool:
     """True for cells that need no example: only imports, or only an `if __name__ == "__main__"` entry point."""
-    if is_import_only(source): return True
+    if is_import_only(source):
+        return True
     tree = _parse(source)
     return tree is not None and len(tree.body) == 1 and isinstance(tree.body[0], ast.If) and \
         "__name__" in ast.unparse(tree.body[0].test)
@@ -76,15 +86,20 @@ def is_exempt(source: str) -> bool:
 def defined_names(source: str) -> set:
     """Top-level names a cell defines: functions, classes, assignments, imports; `@patch` methods too."""
     tree = _parse(source)
-    if tree is None: return set()
+    if tree is None:
+        return set()
     names = set()
     for s in tree.body:
-        if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): names.add(s.name)
+        if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(s.name)
         if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)) and s.args.args:  # `@patch def f(self: Cls)`
             ann = s.args.args[0].annotation
-            if isinstance(ann, ast.Name) and any("patch" in ast.unparse(d) for d in s.decorator_list): names.add(ann.id)
-        elif isinstance(s, ast.Assign): names |= set().union(*map(_targets, s.targets))
-        elif isinstance(s, (ast.AnnAssign, ast.AugAssign)): names |= _targets(s.target)
+            if isinstance(ann, ast.Name) and any("patch" in ast.unparse(d) for d in s.decorator_list):
+                names.add(ann.id)
+        elif isinstance(s, ast.Assign):
+            names |= set().union(*map(_targets, s.targets))
+        elif isinstance(s, (ast.AnnAssign, ast.AugAssign)):
+            names |= _targets(s.target)
         elif isinstance(s, (ast.Import, ast.ImportFrom)):
             names |= {(a.asname or a.name).split(".")[0] for a in s.names if a.name != "*"}
     return names
@@ -93,7 +108,8 @@ def defined_names(source: str) -> set:
 def used_names(source: str) -> set:
     """Every identifier and attribute name a cell mentions."""
     tree = _parse(source)
-    if tree is None: return set(re.findall(r"[A-Za-z_]\w*", source))
+    if tree is None:
+        return set(re.findall(r"[A-Za-z_]\w*", source))
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
         n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
 
@@ -108,16 +124,20 @@ def notebook_cells(path: Path) -> list:
     cells = json.loads(path.read_text())["cells"]
     out = []
     for i, cell in enumerate(cells):
-        if not is_exported(cell): continue
+        if not is_exported(cell):
+            continue
         src = cell_source(cell)
         names = defined_names(src)
         example = False
         for nxt in cells[i + 1:]:
-            if is_exported(nxt): break
-            if nxt.get("cell_type") != "code": continue
+            if is_exported(nxt):
+                break
+            if nxt.get("cell_type") != "code":
+                continue
             nsrc = cell_source(nxt)
             if asserts(nsrc) and (not names or names & used_names(nsrc)):
-                example = True; break
+                example = True
+                break
         out.append(dict(index=i, lines=len(body_lines(src)), names=sorted(names),
                         import_only=is_exempt(src), has_example=example))
     return out
@@ -140,17 +160,20 @@ def report(stats: dict, top: int = 15) -> float:
     print(f"{'notebook':42} {'cells':>5} {'median':>6} {'max':>4} {'no-ex':>5}")
     for nb, cells in stats.items():
         s = [c["lines"] for c in cells if not c["import_only"]]
-        if not s: continue
+        if not s:
+            continue
         miss = sum(1 for c in cells if not c["import_only"] and not c["has_example"])
         print(f"{nb:42} {len(s):5d} {statistics.median(s):6.1f} {max(s):4d} {miss:5d}")
     overall = statistics.median(sizes) if sizes else 0.0
     print(f"\noverall: {len(sizes)} exported cells (imports aside), median {overall:.1f} lines (target <= {TARGET_MEDIAN})")
     big = sorted(((c["lines"], nb, c) for nb, cells in stats.items() for c in cells), key=lambda t: -t[0])[:top]
     print(f"\nlargest {top} exported cells:")
-    for n, nb, c in big: print(f"  {n:4d}  {nb} cell {c['index']}  {', '.join(c['names'][:3])}")
+    for n, nb, c in big:
+        print(f"  {n:4d}  {nb} cell {c['index']}  {', '.join(c['names'][:3])}")
     miss = missing_examples(stats)
     print(f"\nexported cells without an asserting example: {len(miss)}")
-    for nb, c in miss: print(f"  {nb} cell {c['index']} ({c['lines']} lines): {', '.join(c['names'][:4]) or '?'}")
+    for nb, c in miss:
+        print(f"  {nb} cell {c['index']} ({c['lines']} lines): {', '.join(c['names'][:4]) or '?'}")
     return overall
 
 
