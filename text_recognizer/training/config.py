@@ -47,6 +47,7 @@ DEFAULT_CONFIG = {
 SMOKE_TRAINER = {"max_epochs": 1, "max_steps": -1, "limit_train_batches": 3, "limit_val_batches": 2,
                  "limit_test_batches": 2, "num_sanity_val_steps": 0}
 
+# %% ../../nbs/34a_training.config.ipynb
 RECIPES = {
     "line_ctc": {
         "about": "the line model (CNN features + bidirectional LSTM, small preset) read with CTC, on synthetic "
