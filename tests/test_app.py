@@ -159,3 +159,18 @@ def test_ngrok_without_the_agent_says_how_to_install_it_and_downloads_nothing(ap
 def test_a_missing_model_is_a_clear_error(app_main, tmp_path, capsys):
     assert app_main(["--artifact-dir", str(tmp_path / "nothing")]) == 2
     assert "cannot load the model" in capsys.readouterr().err
+
+
+def test_the_page_draws_the_lines_it_found(recognizer, page):
+    from text_recognizer.app import draw_line_boxes, make_app, recognize
+
+    text, _, reading = recognize(str(page), recognizer)
+    details = recognizer.predict_with_details(str(page))
+    assert reading["boxes"] == [list(line["box"]) for line in details["lines"]] and reading["boxes"]
+    annotated = draw_line_boxes(str(page), reading)
+    assert annotated.mode == "RGB" and annotated.size == Image.open(page).size
+    x0, y0, x1, y1 = reading["boxes"][0]
+    assert annotated.getpixel((x0, (y0 + y1) // 2)) != Image.open(page).convert("RGB").getpixel((x0, (y0 + y1) // 2))
+    config = make_app(recognizer, store=False, examples=[]).config
+    shown = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "annotated")
+    assert any(shown in d["outputs"] for d in config["dependencies"])  # an event fills the annotated image

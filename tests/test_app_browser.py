@@ -66,6 +66,7 @@ def error_toast(tab, words: str) -> str:
 def test_upload_reads_what_the_predictor_reads(open_page, recognizer, page):
     text = recognize_upload(open_page, page)
     assert text == recognizer.predict(str(page))
+    open_page.locator("#annotated img").first.wait_for(timeout=TIMEOUT_MS)  # the lines found, drawn on the page
     assert f"{recognizer.version}" in details_text(open_page)
     open_page.screenshot(path=str(SCREENSHOTS / "text_recognizer_app_upload.png"), full_page=True)
 

@@ -200,7 +200,9 @@ def test_segmentation_finds_every_rendered_line(fonts):
         assert len(found) == len(rendered) == text.count("\n") + 1, (index, found, rendered)
         for box, (top, bottom) in zip(found, rendered):
             assert top <= (box[1] + box[3]) / 2 <= bottom, (index, box, (top, bottom))
-            assert min(box[3], bottom) - max(box[1], top) >= 0.8 * (bottom - top), (index, box, (top, bottom))
+            # 0.75: the finder ends a crop halfway to the next line's core, so a descender that reaches
+            # into the next line is cut there (the crop's polygon keeps the rest of the line)
+            assert min(box[3], bottom) - max(box[1], top) >= 0.75 * (bottom - top), (index, box, (top, bottom))
 
 
 def test_segmentation_of_inverted_rendered_paragraph():
@@ -314,6 +316,9 @@ def test_missing_or_incomplete_artifact_says_how_to_stage(tmp_path, artifact):
     only_torchscript.mkdir()
     for name in ("config.json", "model.pt"):
         (only_torchscript / name).write_bytes((artifact / name).read_bytes())
+    with pytest.raises(ArtifactError, match="line_finder.pt is missing"):  # the reader without its line finder
+        ParagraphTextRecognizer(only_torchscript)
+    (only_torchscript / "line_finder.pt").write_bytes((artifact / "line_finder.pt").read_bytes())
     assert ParagraphTextRecognizer(only_torchscript).backend_name == "torchscript"
     with pytest.raises(ArtifactError, match="model.onnx"):
         ParagraphTextRecognizer(only_torchscript, backend="onnx")
@@ -385,7 +390,14 @@ def test_cli_prints_text_json_and_clear_errors(artifact, tmp_path):
     assert result.returncode == 1
     record = json.loads(result.stdout.splitlines()[0])
     assert record["file"].endswith("page.png") and record["backend"] == "torchscript" and len(record["lines"]) == 3
+    boxes = [line["box"] for line in record["lines"]]  # each line's box and text, top to bottom
+    assert all(len(box) == 4 and box[0] < box[2] and box[1] < box[3] for box in boxes), boxes
+    assert [box[1] for box in boxes] == sorted(box[1] for box in boxes) and all("text" in line for line in record["lines"])
     assert "notes.pdf: not an image" in result.stderr and "Traceback" not in result.stderr
+    Image.new("L", (300, 200), 255).save(tmp_path / "empty.png")
+    result = run_cli(str(tmp_path / "empty.png"), "--json", "--artifact", str(artifact))
+    assert result.returncode == 0, result.stderr
+    assert {k: json.loads(result.stdout)[k] for k in ("text", "lines")} == {"text": "", "lines": []}
 
     result = run_cli(str(tmp_path / "page.png"), "--artifact", str(tmp_path / "no-model-here"))
     assert result.returncode == 2 and "text-recognizer stage" in result.stderr and "Traceback" not in result.stderr

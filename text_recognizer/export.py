@@ -28,7 +28,6 @@ from torch import nn
 from .models.registry import model_class
 from .utils import replace_folder
 from .metadata import BLANK_INDEX, SPECIAL_TOKENS, VOCABULARY
-from .segmentation import SEGMENTATION_DEFAULTS
 from text_recognizer.predictor import (
     OnnxBackend,
     TorchScriptBackend,
@@ -186,7 +185,7 @@ def artifact_config(kind: str, # "line_ctc" or "paragraph_transformer"
                     vocabulary: list[str] = VOCABULARY, # index -> token
                     **extra, # more top-level keys: training, data, metrics, version, ...
                    ) -> dict:
-    "The `config.json` of an artifact: kind, vocabulary, input, preprocessing, segmentation, model."
+    "The `config.json` of an artifact: kind, vocabulary, input, preprocessing, model."
     config = {
         "format_version": 1,
         "kind": kind,
@@ -207,9 +206,6 @@ def artifact_config(kind: str, # "line_ctc" or "paragraph_transformer"
         "torch_version": torch.__version__.split("+")[0],
         "onnx_opset": ONNX_OPSET,
     }
-    if kind == "line_ctc":
-        config["segmentation"] = {"method": "horizontal projection profile", **SEGMENTATION_DEFAULTS}
-        config["segmentation"].pop("method")
     return {**config, **extra}
 
 # %% ../nbs/40_export.ipynb
@@ -229,6 +225,7 @@ def export_recognizer(recognizer: nn.Module, # LineRecognizer or ParagraphRecogn
                       onnx: bool = True, # also write model.onnx
                       dynamic_width: bool = True, # line models: any width; paragraph models: fixed size
                       extra_files: dict | None = None, # name -> text (str) or a function of the final config
+                      line_finder: bool = True, # line models: stage the shipped line finder beside the reader
                      ) -> Path:
     "Write model.pt, model.onnx and config.json to `out_dir` if and only if they pass the parity check."
     out_dir = Path(out_dir).resolve()
@@ -244,6 +241,9 @@ def export_recognizer(recognizer: nn.Module, # LineRecognizer or ParagraphRecogn
         if onnx:
             onnx_version = recognizer.for_onnx() if hasattr(recognizer, "for_onnx") else recognizer
             to_onnx(onnx_version, example, building / "model.onnx", dynamic_width=dynamic_width)
+        if line_finder and config.get("kind") == "line_ctc":  # the finder's files and its parity-checked entry
+            from text_recognizer.line_finder_training import stage_line_finder
+            config = {**config, "line_finder": stage_line_finder(building)}
         report = check_parity(recognizer, building, parity_batches, config.get("vocabulary", VOCABULARY))
         if not report["passed"]:
             raise ParityError(f"exported files disagree with the eager model, so nothing was written to {out_dir}: "
@@ -251,7 +251,7 @@ def export_recognizer(recognizer: nn.Module, # LineRecognizer or ParagraphRecogn
                               f"(first: {report['mismatches'][:1]}), largest probability difference "
                               f"{report['max_probability_difference']:.2g}")
         files = {name: {"sha256": sha256_of(building / name), "bytes": (building / name).stat().st_size}
-                 for name in ("model.pt", "model.onnx") if (building / name).is_file()}
+                 for name in ("model.pt", "model.onnx", "line_finder.pt", "line_finder.onnx") if (building / name).is_file()}
         version = config.get("version") or f"{datetime.date.today():%Y.%m.%d}-{files['model.pt']['sha256'][:8]}"
         config = {**config, "version": version, "files": files, "torchscript": how, "parity": report}
         (building / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -423,7 +423,8 @@ def export_untrained_example(out_dir, # the artifact folder to write
                              class_name: str = "LineCNNLSTM", # a line model class in `models.registry.MODEL_CLASSES`
                              preset: str = "tiny", # its preset
                              seed: int = 0, # seeds the random weights
-                             onnx: bool = True) -> Path:
+                             onnx: bool = True,
+                             line_finder: bool = True) -> Path: # with the shipped line finder
     "Export an untrained line model as a complete artifact: the plumbing without the learning."
     from text_recognizer.models.utils import LINES_DATA_CONFIG, from_preset
 
@@ -433,5 +434,5 @@ def export_untrained_example(out_dir, # the artifact folder to write
     config = artifact_config("line_ctc", model, height, width, version=f"0.0.0-untrained.{seed}",
                              training={"command": None, "note": "untrained: random weights, for tests only"})
     return export_recognizer(LineRecognizer(model), out_dir, config, parity_batches("line_ctc", config, 4, seed),
-                             onnx=onnx, extra_files={"MODEL_CARD.md": "# Untrained example\n\nRandom weights, for "
+                             onnx=onnx, line_finder=line_finder, extra_files={"MODEL_CARD.md": "# Untrained example\n\nRandom weights, for "
                                                      "tests of the plumbing only. It reads gibberish.\n"})

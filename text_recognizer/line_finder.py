@@ -12,10 +12,8 @@ __all__ = ['WORK_MAX_SIDE', 'WORK_MAX_SCALE', 'INPUT_MULTIPLE', 'MAX_COMPONENTS'
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from .models.line_finder import LineFinderNet
 from .utils import PACKAGE_DIR
 
 # %% ../nbs/44_line_finder.ipynb
@@ -209,7 +207,8 @@ def line_probabilities(model, x: np.ndarray) -> np.ndarray:
     "The map `(ceil(H/2), ceil(W/2))` of line-core probabilities for `x` `(1, 1, H, W)`: torch or ONNX Runtime."
     if hasattr(model, "get_inputs"):  # an onnxruntime.InferenceSession
         logits = model.run(None, {model.get_inputs()[0].name: x})[0]
-    else:
+    else:  # torch is imported only here: serving through ONNX Runtime never loads it
+        import torch
         with torch.inference_mode():
             logits = model(torch.from_numpy(x)).numpy()
     return 1.0 / (1.0 + np.exp(-np.clip(logits[0, 0], -50, 50)))
@@ -272,10 +271,12 @@ def load_line_finder(folder=LINE_FINDER_DIR,  # a folder with the files of LINE_
     if backend == "onnx":
         import onnxruntime
         return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    import torch
     if backend == "torchscript":
         from text_recognizer.predictor import silence_torchscript_deprecation  # here: the predictor will import us
         with silence_torchscript_deprecation():
             return torch.jit.load(str(path), map_location="cpu").eval()
+    from text_recognizer.models.line_finder import LineFinderNet
     model = LineFinderNet()
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.eval()

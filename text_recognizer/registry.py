@@ -112,9 +112,10 @@ def run_record(run_dir) -> dict:
 # %% ../nbs/41_registry.ipynb
 APPROACHES = {
     "line_ctc": "A line recognizer (convolutional features read by a bidirectional LSTM, trained with CTC) applied "
-                "to each line that a projection-profile segmenter finds on the page. Lines are what the model "
-                "learns from, so a few thousand rendered lines train it on a CPU in minutes; the segmenter is "
-                "a few lines of numpy with no parameters; and CTC needs no alignment between image and text.",
+                "to each line that a small learned line finder (a fully-convolutional network, 0.5 MB) cuts from the "
+                "page. Lines are what the model learns from, so a few thousand rendered lines train it on a CPU in "
+                "minutes; the finder learns from synthetic pages whose line pixels are known; and CTC needs no "
+                "alignment between image and text.",
     "paragraph_transformer": "An end-to-end ResNet encoder with a Transformer decoder that reads the whole page "
                              "and writes the text, newlines included: no segmentation step to fail, at the "
                              "price of far more compute to train (a GPU) and to run (one decoder pass per "
@@ -170,17 +171,19 @@ def model_card(config: dict) -> str:
               "length of the truth.", "", "## Limitations", "",
               "- Trained on synthetic handwriting: real handwriting (IAM, your own) is harder; expect a higher CER.",
               "- Characters outside the vocabulary (accents, curly quotes, symbols like @ $ %) cannot be produced.",
-              "- " + ("Lines are found by a horizontal projection profile: strongly slanted, curved or overlapping "
-                      "lines, and multi-column pages, are segmented badly." if kind == "line_ctc" else
+              "- " + ("Lines are found by a learned line finder trained on synthetic pages: multi-column pages, "
+                      "tables and lines written at a steep angle are cut badly." if kind == "line_ctc" else
                       "The whole page is scaled into 576 x 640 pixels: small writing on a large page loses detail."),
               "- Confidence is the mean probability of the emitted characters: useful for monitoring trends, "
               "not a calibrated probability that the text is right.", "",
               "## Files", ""]
     lines += [f"- `{name}`: {info['bytes'] / 1e6:.1f} MB, sha256 `{info['sha256'][:16]}...`" for name, info in files.items()]
-    lines += ["- `config.json`: vocabulary, preprocessing, segmentation, provenance and metrics", "",
+    lines += ["- `config.json`: vocabulary, preprocessing, line finder, provenance and metrics", "",
               "## Reproduce", "", "```bash"]
     lines += [f"{training['command']}  # train" if training.get("command") else "# training command not recorded"]
     lines += [f"{config['staging']['command']}  # stage" if config.get("staging", {}).get("command") else ""]
+    lines += [f"{config['line_finder']['command']}  # add the line finder" if config.get("line_finder", {}).get("command")
+              else ""]
     lines += ["text-recognizer predict page.png  # read an image", "```", ""]
     return "\n".join(lines)
 
