@@ -204,8 +204,16 @@ def handler(event, context=None) -> dict:
     return body if status == 200 else {"statusCode": status, **body}
 
 # %% ../nbs/51_serverless.ipynb
-if os.environ.get("AWS_LAMBDA_RUNTIME_API") and not os.environ.get("TEXT_RECOGNIZER_LAZY_MODEL"):
+def _preload_model(environ=os.environ, # the process environment
+                  ) -> bool:
+    "In a Lambda's init phase, load the model before the first request; True when it was asked to."
+    if not environ.get("AWS_LAMBDA_RUNTIME_API") or environ.get("TEXT_RECOGNIZER_LAZY_MODEL"):
+        return False
     try:  # the init phase: load the model before the first request (see "loaded once per container")
         get_predictor()
-    except Exception as _error:
-        log_line(event="model_preload_failed", error=f"{type(_error).__name__}: {_error}")
+    except Exception as error:
+        log_line(event="model_preload_failed", error=f"{type(error).__name__}: {error}")
+    return True
+
+
+_preload_model()
