@@ -106,6 +106,17 @@ def _digits_parts(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> dic
     return {"train": (x, y, order[2 * n:]), "val": (x, y, order[:n]), "test": (x, y, order[n: 2 * n])}
 
 # %% ../../nbs/16_data.mnist.ipynb
+def _split_datasets(parts: dict, # split -> (x, y, indices), from `_mnist_parts` or `_digits_parts`
+                    limit: int | None, # keep at most this many samples per split; None: all
+                   ) -> dict:
+    "An `ImageLabelDataset` of ink-on-paper tensors and int64 labels for each split."
+    sets = {}
+    for split, (x, y, indices) in parts.items():
+        indices = indices[:limit] if limit else indices
+        sets[split] = ImageLabelDataset(x[indices], torch.from_numpy(y[indices].astype(np.int64)), transform=ink_array_to_tensor)
+    return sets
+
+# %% ../../nbs/16_data.mnist.ipynb
 class MNIST(BaseDataModule):
     "Handwritten digits: MNIST when downloaded (or asked for), else scikit-learn's digits upscaled to 28x28."
 
@@ -146,10 +157,7 @@ class MNIST(BaseDataModule):
             parts = _mnist_parts(load_mnist(self.folder, self.files, self.local_dir), rng)
         else:
             parts = _digits_parts(*load_sklearn_digits(), rng)
-        sets = {}
-        for split, (x, y, indices) in parts.items():
-            indices = indices[: self.limit] if self.limit else indices
-            sets[split] = ImageLabelDataset(x[indices], torch.from_numpy(y[indices].astype(np.int64)), transform=ink_array_to_tensor)
+        sets = _split_datasets(parts, self.limit)
         self.data_train, self.data_val, self.data_test = sets["train"], sets["val"], sets["test"]
 
     def __repr__(self):
