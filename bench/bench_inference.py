@@ -4,10 +4,11 @@ What it measures, on images the model never saw (held-out fonts and held-out tex
 renderer):
 
 - character error rate (CER, corpus level: total edits / total characters) on lines, per font, and
-  on paragraphs, through the full predictor (validation, polarity, segmentation, model);
+  on paragraphs, through the full predictor (validation, polarity, line finding, model);
 - latency p50/p95 in milliseconds, for the eager model, TorchScript and ONNX Runtime: per line (model
   only, batch 1 and batched) and per paragraph (everything, one at a time and batched), with 1 and
-  2 CPU threads;
+  2 CPU threads (a paragraph's time includes the line finder, which runs on the same backend and
+  threads as the reader; goal: p50 <= 100 ms on 1 thread); the line finder's file sizes;
 - cold start per backend: a fresh process that imports, loads the artifact and reads one paragraph;
 - with --tesseract, Tesseract 5 on the same images: CER and seconds per image, in the same run.
 
@@ -325,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
                  "note": "synthetic handwriting with held-out text; 'held-out fonts' were never used in training"},
         "cer": {"model": accuracy, **({"tesseract": tesseract} if tesseract else {})},
         "latency_ms": latency,
+        "line_finder_bytes": {p.name: p.stat().st_size for p in sorted(artifact_dir.glob("line_finder.*"))}
+        or "none in the artifact: the predictor used the finder shipped in text_recognizer/artifacts/line_finder",
         "cold_start_s": cold,
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -23,6 +23,7 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -104,8 +105,9 @@ def flat_cer(pages: list, writers: list, finder) -> dict:
         normalized = normalize_page(page)[0]
         finder_text = " ".join(t for t in read([line["crop"] for line in find_lines(finder, normalized)]) if t.strip())
         edits["finder"] += edit_distance(finder_text, truth)
-        try:
-            projection_text = " ".join(reader.predict(page).split("\n"))
+        try:  # the reader on the projection profile's boxes (the predictor itself now cuts with the finder)
+            boxes = segment_lines(normalized)
+            projection_text = " ".join(t for t in read([normalized.crop(box) for box in boxes]) if t.strip())
         except Exception:  # the projection profile crashes on some pages (see count_lines): nothing read
             projection_text = ""
         edits["projection"] += edit_distance(projection_text, truth)
@@ -124,10 +126,11 @@ def main(argv=None) -> int:
     parser.add_argument("--pages", type=int, default=500, help="held-out pages of each kind")
     parser.add_argument("--cer-pages", type=int, default=100, help="pages read for the CER (0: skip)")
     parser.add_argument("--seed", type=int, default=31337)
+    parser.add_argument("--finder", default=str(LINE_FINDER_DIR), help="a folder with the finder's model_state.pt")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "line_finder.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    finder = load_line_finder()
+    finder = load_line_finder(args.finder)
     clean, writers = held_out_pages(args.pages, args.seed, scanned=False)
     scanned, _ = held_out_pages(args.pages, args.seed + 1, scanned=True)
     results = {"touching": count_lines(clean, finder), "touching_scanned": count_lines(scanned, finder),
@@ -136,11 +139,11 @@ def main(argv=None) -> int:
     if args.cer_pages:
         results["cer"] = flat_cer(clean[: args.cer_pages], writers, finder)
         print(results["cer"])
-    sizes = {name: (LINE_FINDER_DIR / name).stat().st_size for name in LINE_FINDER_FILES.values()
-             if (LINE_FINDER_DIR / name).is_file()}
+    folder = Path(args.finder)
+    sizes = {name: (folder / name).stat().st_size for name in LINE_FINDER_FILES.values() if (folder / name).is_file()}
     write_json(args.out, {"command": command_line("bench_line_finder.py", argv), "date": utc_now(),
                           "commit": git_commit(), "machine": machine(load_average=load_average(), threads=1),
-                          "held_out_fonts": list(HELD_OUT_FONTS), "weights_bytes": sizes, **results})
+                          "finder": str(folder), "held_out_fonts": list(HELD_OUT_FONTS), "weights_bytes": sizes, **results})
     return 0
 
 
