@@ -26,6 +26,7 @@ from .runs import RunPlan, make_wandb_logger
 
 # %% ../../nbs/34c_training.trainer.ipynb
 def _construct(cls: type, kwargs: dict, what: str):
+    "`cls(**kwargs)`; a `TypeError` naming the arguments `cls` accepts when they do not fit."
     try:
         return cls(**kwargs)
     except TypeError as error:
@@ -38,7 +39,7 @@ def _construct(cls: type, kwargs: dict, what: str):
         raise TypeError(f"{what} {cls.__name__}({', '.join(f'{k}=...' for k in kwargs)}): {error}; "
                         f"it accepts {params}") from error
 
-
+# %% ../../nbs/34c_training.trainer.ipynb
 def build(config: dict) -> tuple[L.LightningDataModule, torch.nn.Module, L.LightningModule]:
     "The DataModule, model and Lightning module a run config describes."
     data = _construct(get_data_module_class(config["data_class"]), config["data_args"], "DataModule")
@@ -51,7 +52,7 @@ def build(config: dict) -> tuple[L.LightningDataModule, torch.nn.Module, L.Light
     lit = lit_type(model, data_config["mapping"], model_spec=model_spec, **config["lit_args"])
     return data, model, lit
 
-
+# %% ../../nbs/34c_training.trainer.ipynb
 def load_checkpoint(path: str | Path, # a checkpoint written by `text-recognizer train`
                     map_location: str = "cpu",
                    ) -> L.LightningModule:
