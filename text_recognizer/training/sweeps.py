@@ -42,8 +42,9 @@ SWEEP_DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_u
 SWEEP_KEYS = ("name", "description", "method", "metric", "parameters", "command", "program", "early_terminate",
               "project", "entity", "run_cap")
 
-
+# %% ../../nbs/34e_training.sweeps.ipynb
 def _check_parameter(name: str, spec) -> list[str]:
+    "What is wrong with one parameter of a sweep config, as messages (none when it is well formed)."
     if not isinstance(spec, dict):
         return [f"parameter {name}: must be a mapping like {{values: [...]}}, got {spec!r}"]
     forms = [form for form in ("value", "values", "distribution") if form in spec]
@@ -64,8 +65,9 @@ def _check_parameter(name: str, spec) -> list[str]:
                 return [f"parameter {name}: {distribution} needs min > 0 (it samples the logarithm)"]
     return []
 
-
+# %% ../../nbs/34e_training.sweeps.ipynb
 def _sample_value(spec: dict):
+    "A value the agent could pass for this parameter: its value, its first value, or its lower bound."
     if "value" in spec:
         return spec["value"]
     if "values" in spec:
