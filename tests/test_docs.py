@@ -17,8 +17,6 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 FULL_SITE = os.environ.get("TEXT_RECOGNIZER_SITE")
 # the pages of the full site that must show a figure: a lab and a chapter of the library
 FIGURE_PAGES = ["labs/lab01_pytorch.html", "nbs/11_data.transforms.html"]
@@ -51,21 +49,9 @@ def site(tmp_path_factory) -> Path:
     return work / "site" / "html"
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make system-packages` (installs Debian's chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-def open_page(chromium, page: Path):
+def open_page(browser, page: Path):
     "The page loaded from disk, and the list it fills with every request that left this machine."
-    tab = chromium.new_page()
+    tab = browser.new_page()
     outside = []
 
     def only_files(route):
@@ -85,8 +71,8 @@ def loaded_figures(tab) -> list[str]:
                                     ".map(i => i.getAttribute('src'))")
 
 
-def test_the_home_page_lists_the_chapters(chromium, site):
-    tab, outside = open_page(chromium, site / "index.html")
+def test_the_home_page_lists_the_chapters(browser, site):
+    tab, outside = open_page(browser, site / "index.html")
     links = tab.eval_on_selector_all("a.reference.internal", "as => as.map(a => a.getAttribute('href'))")
     pages = ["labs/lab00_overview.html", "nbs/00_metadata.html", "api.html"] if FULL_SITE else ["chapters/a_chapter.html"]
     assert all(any(link.startswith(p) for link in links) for p in pages), links
@@ -94,8 +80,8 @@ def test_the_home_page_lists_the_chapters(chromium, site):
 
 
 @pytest.mark.parametrize("page", FIGURE_PAGES if FULL_SITE else ["chapters/a_chapter.html"])
-def test_a_chapter_page_shows_its_figure(chromium, site, page):
-    tab, outside = open_page(chromium, site / page)
+def test_a_chapter_page_shows_its_figure(browser, site, page):
+    tab, outside = open_page(browser, site / page)
     figures = loaded_figures(tab)
     print(f"{page}: {len(figures)} figure(s), the first {figures[:1]}")
     assert figures, f"{page} shows no figure"
@@ -107,7 +93,7 @@ def test_a_chapter_page_shows_its_figure(chromium, site, page):
 
 
 @pytest.mark.skipif(not FULL_SITE, reason="the small site has no API pages")
-def test_the_api_pages_document_the_library(chromium, site):
-    tab, outside = open_page(chromium, site / "api" / "text_recognizer.predictor.html")
+def test_the_api_pages_document_the_library(browser, site):
+    tab, outside = open_page(browser, site / "api" / "text_recognizer.predictor.html")
     assert "ParagraphTextRecognizer" in tab.inner_text("article")
     assert outside == []
