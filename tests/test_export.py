@@ -84,7 +84,8 @@ def test_checkpoint_is_read_safely_and_rebuilt(line_checkpoint, tmp_path):
 
 
 def test_artifact_is_complete_and_self_describing(line_artifact):
-    assert sorted(p.name for p in line_artifact.iterdir()) == ["config.json", "model.onnx", "model.pt"]
+    assert sorted(p.name for p in line_artifact.iterdir()) == ["config.json", "line_finder.onnx", "line_finder.pt",
+                                                               "model.onnx", "model.pt"]  # the reader and its finder
     config = read_artifact_config(line_artifact)
     assert config["kind"] == "line_ctc" and config["vocabulary"][:4] == ["<B>", "<S>", "<E>", "<P>"]
     assert config["preprocessing"]["height"] == 40 and config["preprocessing"]["width"] == 640
@@ -302,7 +303,8 @@ def test_stage_writes_card_config_and_an_offline_wandb_artifact(line_checkpoint,
     assert stage_main([str(run), "--out", str(tmp_path / "staged"), "--metrics", str(tmp_path / "metrics.json"),
                        "--data-description", "No data: untrained."]) == 0
     folder = tmp_path / "staged"
-    assert sorted(p.name for p in folder.iterdir()) == ["MODEL_CARD.md", "config.json", "model.onnx", "model.pt"]
+    assert sorted(p.name for p in folder.iterdir()) == ["MODEL_CARD.md", "config.json", "line_finder.onnx",
+                                                        "line_finder.pt", "model.onnx", "model.pt"]
     config = read_artifact_config(folder)
     assert config["training"]["command"] == "text-recognizer train --recipe line_lstm --preset tiny"
     assert config["metrics"]["test/cer"] == 0.91 and config["metrics"]["cer"]["per_font"]["Satisfy"] == 0.5
