@@ -5,7 +5,7 @@
 # %% auto 0
 __all__ = ['OUTPUT_NAMES', 'ONNX_OPSET', 'KIND_OF_LIT_CLASS', 'PARAGRAPH_ONNX_MAX_LENGTH', 'LineRecognizer', 'to_torchscript',
            'silence_legacy_onnx_deprecation', 'to_onnx', 'ParityError', 'check_parity', 'model_description',
-           'artifact_config', 'sha256_of', 'export_recognizer', 'parity_images', 'parity_batches',
+           'artifact_config', 'parity_images', 'parity_batches', 'sha256_of', 'export_recognizer',
            'ParagraphRecognizer', 'read_checkpoint', 'model_from_checkpoint', 'export_checkpoint', 'main',
            'export_untrained_example']
 
@@ -209,6 +209,23 @@ def artifact_config(kind: str, # "line_ctc" or "paragraph_transformer"
     return {**config, **extra}
 
 # %% ../nbs/40_export.ipynb
+def parity_images(kind: str, # "line_ctc" or "paragraph_transformer"
+                  count: int, seed: int = 0) -> list:
+    "`count` rendered line (or paragraph) images from the test stream of the synthetic data."
+    from text_recognizer.data.synthetic import SyntheticLineDataset, SyntheticParagraphDataset
+
+    dataset = (SyntheticLineDataset if kind == "line_ctc" else SyntheticParagraphDataset)(count, seed=seed, stream="test")
+    return [dataset.sample(i)[0] for i in range(count)]
+
+
+def parity_batches(kind: str, config: dict, count: int = 8, seed: int = 0) -> list[np.ndarray]:
+    "Input batches for the parity check, prepared as the predictor prepares images: all together, then one each."
+    size = {k: config["preprocessing"][k] for k in ("height", "width", "mean", "std")}
+    to_array = line_to_array if kind == "line_ctc" else page_to_array
+    arrays = [to_array(normalize_page(load_image(image))[0], **size) for image in parity_images(kind, count, seed)]
+    return [np.stack(arrays)] + [array[None] for array in arrays[:2]]
+
+# %% ../nbs/40_export.ipynb
 def sha256_of(path) -> str:
     "The hex sha256 of the file at `path`."
     digest = hashlib.sha256()
@@ -262,23 +279,6 @@ def export_recognizer(recognizer: nn.Module, # LineRecognizer or ParagraphRecogn
         shutil.rmtree(building, ignore_errors=True)
         raise
     return out_dir
-
-# %% ../nbs/40_export.ipynb
-def parity_images(kind: str, # "line_ctc" or "paragraph_transformer"
-                  count: int, seed: int = 0) -> list:
-    "`count` rendered line (or paragraph) images from the test stream of the synthetic data."
-    from text_recognizer.data.synthetic import SyntheticLineDataset, SyntheticParagraphDataset
-
-    dataset = (SyntheticLineDataset if kind == "line_ctc" else SyntheticParagraphDataset)(count, seed=seed, stream="test")
-    return [dataset.sample(i)[0] for i in range(count)]
-
-
-def parity_batches(kind: str, config: dict, count: int = 8, seed: int = 0) -> list[np.ndarray]:
-    "Input batches for the parity check, prepared as the predictor prepares images: all together, then one each."
-    size = {k: config["preprocessing"][k] for k in ("height", "width", "mean", "std")}
-    to_array = line_to_array if kind == "line_ctc" else page_to_array
-    arrays = [to_array(normalize_page(load_image(image))[0], **size) for image in parity_images(kind, count, seed)]
-    return [np.stack(arrays)] + [array[None] for array in arrays[:2]]
 
 # %% ../nbs/40_export.ipynb
 class ParagraphRecognizer(nn.Module):
