@@ -5,7 +5,7 @@
 # %% auto 0
 __all__ = ['CORE_PERCENTILES', 'CORE_WINDOW', 'MIN_CORE_GAP', 'TRAINING_SIZE', 'STAGED_FINDER_FILES', 'line_core', 'core_mask',
            'Writer', 'render_writers', 'compose_page', 'scan_page', 'degrade', 'training_example', 'train_line_finder',
-           'export_line_finder', 'check_line_finder_parity', 'stage_line_finder', 'add_line_finder']
+           'check_line_finder_parity', 'export_line_finder', 'stage_line_finder', 'add_line_finder']
 
 # %% ../nbs/45_line_finder_training.ipynb
 import io
@@ -282,6 +282,22 @@ def train_line_finder(steps: int = 6000,  # optimizer steps at most ...
     return model.eval(), record
 
 # %% ../nbs/45_line_finder_training.ipynb
+def check_line_finder_parity(model: LineFinderNet, folder, pages: list, atol: float = 1e-3) -> dict:
+    "Compare eager, TorchScript and ONNX on `pages`: the largest map difference and the pages whose boxes differ."
+    backends = {name: load_line_finder(folder, name) for name in ("torchscript", "onnx")}
+    report = {"pages": len(pages), "max_probability_difference": 0.0, "box_mismatches": []}
+    for i, page in enumerate(pages):
+        x = page_to_input(np.asarray(resize_page(page, working_scale(*page.size))))
+        reference, boxes = line_probabilities(model, x), [line["box"] for line in find_lines(model, page)]
+        for name, backend in backends.items():
+            difference = float(np.abs(line_probabilities(backend, x) - reference).max())
+            report["max_probability_difference"] = max(report["max_probability_difference"], difference)
+            if [line["box"] for line in find_lines(backend, page)] != boxes:
+                report["box_mismatches"].append({"page": i, "backend": name})
+    report["passed"] = not report["box_mismatches"] and report["max_probability_difference"] <= atol
+    return report
+
+# %% ../nbs/45_line_finder_training.ipynb
 def export_line_finder(model: LineFinderNet,  # the trained network
                        folder,  # where model.pt, model.onnx and config.json are written (model_state.pt stays)
                        pages: list,  # PIL pages for the parity check
@@ -303,22 +319,6 @@ def export_line_finder(model: LineFinderNet,  # the trained network
     config = {"kind": "line_finder", "version": 1, "files": files, "parity": report,
               "input": {"max_side": WORK_MAX_SIDE, "max_scale": WORK_MAX_SCALE, "multiple": INPUT_MULTIPLE}}
     (folder / "config.json").write_text(json.dumps(config, indent=1))
-    return report
-
-# %% ../nbs/45_line_finder_training.ipynb
-def check_line_finder_parity(model: LineFinderNet, folder, pages: list, atol: float = 1e-3) -> dict:
-    "Compare eager, TorchScript and ONNX on `pages`: the largest map difference and the pages whose boxes differ."
-    backends = {name: load_line_finder(folder, name) for name in ("torchscript", "onnx")}
-    report = {"pages": len(pages), "max_probability_difference": 0.0, "box_mismatches": []}
-    for i, page in enumerate(pages):
-        x = page_to_input(np.asarray(resize_page(page, working_scale(*page.size))))
-        reference, boxes = line_probabilities(model, x), [line["box"] for line in find_lines(model, page)]
-        for name, backend in backends.items():
-            difference = float(np.abs(line_probabilities(backend, x) - reference).max())
-            report["max_probability_difference"] = max(report["max_probability_difference"], difference)
-            if [line["box"] for line in find_lines(backend, page)] != boxes:
-                report["box_mismatches"].append({"page": i, "backend": name})
-    report["passed"] = not report["box_mismatches"] and report["max_probability_difference"] <= atol
     return report
 
 # %% ../nbs/45_line_finder_training.ipynb
