@@ -21,8 +21,6 @@ from .records import InvalidRecordError, PredictionRecord, UnknownRecordError, f
 from .stores import MonitoringStore, open_store, write_atomically
 from ..utils import home_dir
 
-_logger = logging.getLogger(__name__)
-
 # %% ../../nbs/62_monitoring.recorder.ipynb
 def _try_lock(file) -> bool | None:
     "Lock `file` exclusively without waiting: True if locked, False if another process holds it, None without fcntl."
@@ -130,6 +128,9 @@ class Spool:
             shutil.rmtree(self.images, ignore_errors=True)
 
 # %% ../../nbs/62_monitoring.recorder.ipynb
+_logger = logging.getLogger(__name__)
+
+
 def default_spool_dir(store: MonitoringStore | None = None) -> Path:
     "Where a recorder spools: beside a SQLite store's file, else `home_dir()/monitoring/spool`."
     path = getattr(store, "path", None)
