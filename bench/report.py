@@ -27,7 +27,8 @@ HEADING = "## Results"
 # results file stem -> the script that writes it
 SOURCES = {"quality": "bench/quality.py", "inference": "bench/bench_inference.py", "app": "bench/bench_app.py",
            "lambda_local": "bench/bench_lambda.py", "renderer": "bench/bench_renderer.py",
-           "training": "bench/bench_training.py", "monitoring": "bench/bench_monitoring.py", "run_all": "bench/run_all.py"}
+           "training": "bench/bench_training.py", "monitoring": "bench/bench_monitoring.py", "memory": "bench/bench_memory.py",
+           "run_all": "bench/run_all.py"}
 BACKENDS = ("eager", "torchscript", "onnx", "tesseract")
 BACKEND_NAMES = {"eager": "PyTorch eager", "torchscript": "TorchScript", "onnx": "ONNX Runtime", "tesseract": "Tesseract 5"}
 
@@ -441,6 +442,22 @@ def training_section(data) -> list[str]:
     return lines
 
 
+def memory_section(data) -> list[str]:
+    "Peak resident memory of one request per class, in a fresh process, against the per-request budget."
+    lines = ["### Memory per request", ""]
+    missing = not_measured("memory", data)
+    if missing:
+        return lines + missing
+    lines += ["The predictor reading one file in a fresh process: peak resident memory (VmHWM) above the idle, "
+              f"loaded process; the budget is {data.get('budget_mb', '?')} MB per request.", ""]
+    lines += table(["request", "file KB", "peak above idle MB", "seconds"],
+                   [[name, ms(r["file_bytes"] / 1024), ms(r["above_idle_mb"]), f"{r['seconds']:.2f}"]
+                    for name, r in data.get("requests", {}).items()])
+    return lines + ["", f"- Worst {ms(data.get('worst_above_idle_mb'))} MB above idle "
+                    f"({'within' if data.get('within_budget') else 'over'} the budget); the longest request took "
+                    f"{data.get('longest_request_s')} s."]
+
+
 def monitoring_section(data) -> list[str]:
     lines = ["### Monitoring store writes", ""]
     missing = not_measured("monitoring", data)
@@ -509,7 +526,7 @@ def section(results: dict, link_prefix: str = "bench/results/") -> str:
     builders = [lambda: quality_section(results["quality"]), lambda: latency_section(results["inference"]),
                 lambda: load_section(results["app"], results["lambda_local"]),
                 lambda: renderer_section(results["renderer"]), lambda: training_section(results["training"]),
-                lambda: monitoring_section(results["monitoring"])]
+                lambda: monitoring_section(results["monitoring"]), lambda: memory_section(results.get("memory"))]
     for build in builders:
         try:
             parts.append(build())
