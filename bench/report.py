@@ -27,7 +27,7 @@ HEADING = "## Results"
 # results file stem -> the script that writes it
 SOURCES = {"quality": "bench/quality.py", "inference": "bench/bench_inference.py", "app": "bench/bench_app.py",
            "lambda_local": "bench/bench_lambda.py", "renderer": "bench/bench_renderer.py",
-           "training": "bench/bench_training.py", "monitoring": "bench/bench_monitoring.py", "memory": "bench/bench_memory.py",
+           "training": "bench/bench_training.py", "monitoring": "bench/bench_monitoring.py", "memory": "bench/bench_memory.py", "line_finder": "bench/bench_line_finder.py",
            "run_all": "bench/run_all.py"}
 BACKENDS = ("eager", "torchscript", "onnx", "tesseract")
 BACKEND_NAMES = {"eager": "PyTorch eager", "torchscript": "TorchScript", "onnx": "ONNX Runtime", "tesseract": "Tesseract 5"}
@@ -442,6 +442,28 @@ def training_section(data) -> list[str]:
     return lines
 
 
+def line_finder_section(data) -> list[str]:
+    "How often the learned line finder and the projection profile count a page's lines exactly, and their time."
+    lines = ["### Finding lines: the learned line finder and the projection profile", ""]
+    missing = not_measured("line_finder", data)
+    if missing:
+        return lines + missing
+    names = {"touching": "touching lines", "touching_scanned": "touching lines, scanned-looking",
+             "renderer_paragraphs": "paragraphs as the renderer lays them out"}
+    rows = [[label, data[key]["pages"], pct(data[key]["finder_exact"]), pct(data[key]["projection_exact"]),
+             ms(data[key]["finder_p50_ms"]), ms(data[key]["projection_p50_ms"])] for key, label in names.items() if key in data]
+    lines += [f"Held-out pages in {', '.join(data.get('held_out_fonts', []))}; 1 CPU thread; measured at commit "
+              f"{data.get('commit', '?')} (the reader of that time); goal: the exact number of lines on >= 99% of "
+              "touching-line pages.", ""]
+    lines += table(["pages", "n", "finder exact", "projection exact", "finder p50 ms", "projection p50 ms"], rows)
+    cer, size = data.get("cer", {}), sum(v for k, v in data.get("weights_bytes", {}).items() if k.endswith(".onnx"))
+    if cer:
+        lines += ["", f"- Flat paragraph CER on {cer['pages']} touching-line pages: {pct(cer['paragraph_cer_finder'])} through "
+                  f"the finder's crops, {pct(cer['paragraph_cer_projection'])} through the projection profile's; the same "
+                  f"reader's line CER on these fonts is {pct(cer['line_cer_same_fonts'])} (goal: paragraphs <= 1.1x lines)."]
+    return lines + ([f"- The finder's ONNX file: {size / 1e6:.1f} MB (goal <= 5 MB)."] if size else [])
+
+
 def memory_section(data) -> list[str]:
     "Peak resident memory of one request per class, in a fresh process, against the per-request budget."
     lines = ["### Memory per request", ""]
@@ -526,7 +548,8 @@ def section(results: dict, link_prefix: str = "bench/results/") -> str:
     builders = [lambda: quality_section(results["quality"]), lambda: latency_section(results["inference"]),
                 lambda: load_section(results["app"], results["lambda_local"]),
                 lambda: renderer_section(results["renderer"]), lambda: training_section(results["training"]),
-                lambda: monitoring_section(results["monitoring"]), lambda: memory_section(results.get("memory"))]
+                lambda: monitoring_section(results["monitoring"]), lambda: memory_section(results.get("memory")),
+                lambda: line_finder_section(results.get("line_finder"))]
     for build in builders:
         try:
             parts.append(build())
