@@ -46,7 +46,8 @@ class Bench:
 
 
 BENCHES = [
-    Bench("quality", "bench/quality.py", ["--lines", "80", "--paragraphs", "16"], ["--quick"], 240),
+    Bench("quality", "bench/quality.py", ["--lines", "40", "--paragraphs", "8", "--threads", "1",
+                                          "--card-metrics", "bench/results/card_metrics.json"], ["--quick"], 900),
     Bench("inference", "bench/bench_inference.py",
           ["--lines-per-font", "10", "--paragraphs", "5", "--repeats", "15", "--cold-start-runs", "2"],
           ["--quick", "--backends", "onnx"], 200),
