@@ -85,6 +85,21 @@ def test_dataset_sample_depends_only_on_seed_and_index():
         first.sample(50)
 
 
+def test_glyph_warp_is_deterministic_keeps_the_text_and_stays_inside_the_line():
+    plain, warped = SyntheticLineDataset(12, seed=5), SyntheticLineDataset(12, seed=5, glyph_warp=0.15)
+    again = SyntheticLineDataset(12, seed=5, glyph_warp=0.15)
+    changed = 0
+    for index in range(12):
+        (image, text), (same_image, same_text) = warped.sample(index), again.sample(index)
+        assert text == same_text == plain.sample(index)[1] and np.array_equal(pixels(image), pixels(same_image))
+        assert image.size[1] == LINE_IMAGE_HEIGHT and image.size[0] <= LINE_IMAGE_WIDTH
+        plain_image = plain.sample(index)[0]
+        ink, plain_ink = (np.clip(np.median(a) - a, 0, None).sum() for a in (pixels(image), pixels(plain_image)))
+        assert 0.5 < ink / plain_ink < 2.0  # the letters keep their ink: none lost, none smeared
+        changed += not np.array_equal(pixels(image), pixels(plain_image))
+    assert changed >= 6  # the share written along pen strokes is not warped; the rest is
+
+
 # labels
 
 

@@ -8,6 +8,7 @@ __all__ = ['SyntheticLineDataset', 'SyntheticParagraphDataset', 'count_ink_runs'
 # %% ../../../nbs/12g_data.synthetic.datasets.ipynb
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,10 @@ class _SyntheticDataset(torch.utils.data.Dataset):
                  target_transform=None,  # text -> target; None: the default for the kind
                  stroke_fraction: float = 0.0,  # lines: the share written along pen strokes (Hershey) instead of a font
                  stroke_families=None,  # their families; None: TRAIN_STROKE_FAMILIES (held-out ones with held-out fonts)
-                 scan_fraction: float = 0.0):  # lines: the share made to look scanned or photographed (`degrade_scan`)
+                 scan_fraction: float = 0.0,  # lines: the share made to look scanned or photographed (`degrade_scan`)
+                 glyph_warp: float = 0.0):  # lines in fonts: each line's per-letter warp (`warp_glyph`) drawn in [0, this]
         self.stroke_fraction, self.scan_fraction = float(stroke_fraction), float(scan_fraction)
+        self.glyph_warp = float(glyph_warp)
         self.stroke_families = stroke_families or (HELD_OUT_STROKE_FAMILIES if fonts is None and text_split == "heldout"
                                                    else TRAIN_STROKE_FAMILIES)
         self.num_samples, self.seed, self.augment = int(num_samples), int(seed), augment
@@ -97,6 +100,8 @@ class SyntheticLineDataset(_SyntheticDataset):
         else:
             style = sample_style(rng, self.faces, self.augment)
             text = _line_text(rng, style, self.text_split)
+            if self.glyph_warp and self.augment:  # no draw when 0: old samples unchanged
+                style = replace(style, glyph_warp=float(rng.uniform(0.0, self.glyph_warp)))
             image = render_line(text, rng=rng, style=style, augment=self.augment)
         if self.scan_fraction and rng.random() < self.scan_fraction:
             image = degrade_scan(image, rng)
