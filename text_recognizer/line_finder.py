@@ -4,9 +4,9 @@
 
 # %% auto 0
 __all__ = ['WORK_MAX_SIDE', 'WORK_MAX_SCALE', 'INPUT_MULTIPLE', 'MAX_COMPONENTS', 'MIN_AREA', 'MAX_GAP', 'MIN_LENGTH',
-           'SPLIT_LEVELS', 'TALL_LINE', 'BAND_REACH', 'SIDE_PAD', 'LINE_FINDER_DIR', 'LINE_FINDER_FILES',
-           'working_scale', 'resize_page', 'page_to_input', 'label_runs', 'group_lines', 'line_probabilities',
-           'find_lines', 'load_line_finder']
+           'SPLIT_LEVELS', 'TALL_LINE', 'VALLEY', 'BAND_REACH', 'SIDE_PAD', 'TRIM_INK', 'LINE_FINDER_DIR',
+           'LINE_FINDER_FILES', 'working_scale', 'resize_page', 'page_to_input', 'label_runs', 'group_lines',
+           'line_probabilities', 'find_lines', 'load_line_finder']
 
 # %% ../nbs/44_line_finder.ipynb
 from pathlib import Path
@@ -142,31 +142,72 @@ def group_lines(top: np.ndarray, bottom: np.ndarray) -> list:
         line[0].append(k)
         line[1], line[2] = np.fmin(line[1], top[k]), np.fmax(line[2], bottom[k])
         line[3] = float(np.nanmedian(line[2] - line[1]))
-    lines = [line for line in lines if _length(line[1]) >= max(5, MIN_LENGTH * line[3])]
     return sorted(lines, key=lambda line: float(np.nanmean(line[1] + line[2])))
+
+
+def _long_enough(line: list) -> bool:
+    "Whether a line is at least MIN_LENGTH core heights (and 5 map pixels) long: shorter ones are specks."
+    return _length(line[1]) >= max(5, MIN_LENGTH * line[3])
 
 # %% ../nbs/44_line_finder.ipynb
 SPLIT_LEVELS = (0.7, 0.8, 0.9)  # a line too high to be one is cut again at these probabilities
 TALL_LINE = 1.6  # ... when it is this many times as high as the median line of the page
 
 
+def _lines_of(mask: np.ndarray) -> list:
+    "The lines (long enough) that the regions of a boolean map make."
+    runs = label_runs(mask)
+    if len(runs[0]) == 0:
+        return []
+    return [line for line in group_lines(*_profiles(_paint(*runs, mask.shape), int(runs[3].max()) + 1))
+            if _long_enough(line)]
+
+
 def _split_merged(lines: list, labels: np.ndarray, probability: np.ndarray) -> list:
-    "`lines` with each one too high to be a single line replaced by the lines it splits into, top to bottom."
-    typical = float(np.median([line[3] for line in lines])) if len(lines) >= 3 else np.inf
+    "`lines` (long enough) with each one too high to be a single line replaced by the lines it splits into, top to bottom."
+    typical = [line[3] for line in lines if _long_enough(line)]
+    typical = float(np.median(typical)) if len(typical) >= 3 else np.inf
     result = []
     for line in lines:
         parts = [line]
         if line[3] > TALL_LINE * typical:
             inside = np.isin(labels, [k + 1 for k in line[0]])
-            for level in SPLIT_LEVELS:
-                runs = label_runs(inside & (probability > level))
-                found = group_lines(*_profiles(_paint(*runs, labels.shape), int(runs[3].max()) + 1)) \
-                    if len(runs[0]) else []
-                if len(found) >= 2:
-                    parts = found
-                    break
-        result += parts
+            by_level = (_lines_of(inside & (probability > level)) for level in SPLIT_LEVELS)
+            parts = (next((found for found in by_level if len(found) >= 2), None)
+                     or _split_rows(inside, probability, typical) or parts)
+        result += [part for part in parts if _long_enough(part)]
     return sorted(result, key=lambda line: float(np.nanmean(line[1] + line[2])))
+
+# %% ../nbs/44_line_finder.ipynb
+VALLEY = 0.5  # a row of a region under this share of the peaks on both sides is a gap between lines
+
+
+def _row_cuts(profile: np.ndarray, height: float) -> list:
+    "Rows where `profile` (a region's probability per row) dips below VALLEY of both sides, 0.8 `height` or more apart."
+    smooth = np.convolve(profile, [0.25, 0.5, 0.25], mode="same")
+    rows = np.flatnonzero(smooth > 0)
+    if len(rows) == 0:
+        return []
+    first, end, span = int(rows[0]), int(rows[-1]) + 1, max(2, int(round(0.8 * height)))
+    cuts, start = [], first
+    for row in range(first + span, end - span):  # a loop over at most the map's rows
+        above, below = smooth[start:row].max(), smooth[row + 1:end].max()
+        if (row - start >= span and smooth[row] <= min(smooth[row - 1], smooth[row + 1])
+                and smooth[row] < VALLEY * min(above, below)):
+            cuts.append(row)
+            start = row
+    return cuts
+
+
+def _split_rows(inside: np.ndarray, probability: np.ndarray, typical: float) -> list:
+    "A region (`inside`) cut at the valleys of its row profile into lines; [] when that gives fewer than two."
+    cuts = _row_cuts((probability * inside).sum(axis=1), typical)
+    parts = []
+    for start, stop in zip([0, *cuts], [*cuts, inside.shape[0]]):
+        band = np.zeros_like(inside)
+        band[start:stop] = inside[start:stop]
+        parts += _lines_of(band)
+    return parts if len(parts) >= 2 else []
 
 # %% ../nbs/44_line_finder.ipynb
 def _along_edge(line: list, height: int) -> bool:
@@ -189,7 +230,7 @@ def _fill(line: list, width: int) -> tuple:
 
 # %% ../nbs/44_line_finder.ipynb
 def _bands(lines: list, width: int) -> tuple:
-    "Per line and map column: the top and bottom row of its crop, stopping halfway to a neighbouring core."
+    "Per line and map column: the top and bottom row of its crop (stopping halfway to a neighbouring core), and of its core."
     tops, bottoms = map(np.array, zip(*[_fill(line, width) for line in lines]))
     heights = np.array([line[3] for line in lines])[:, None]
     upper, lower = tops - BAND_REACH * heights, bottoms + BAND_REACH * heights
@@ -200,7 +241,7 @@ def _bands(lines: list, width: int) -> tuple:
         above[i] = below[i] = np.nan
         upper[i] = np.fmax(upper[i], np.fmax.reduce(above, axis=0))
         lower[i] = np.fmin(lower[i], np.fmin.reduce(below, axis=0))
-    return upper, lower
+    return upper, lower, tops, bottoms
 
 # %% ../nbs/44_line_finder.ipynb
 def line_probabilities(model, x: np.ndarray) -> np.ndarray:
@@ -214,8 +255,28 @@ def line_probabilities(model, x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(logits[0, 0], -50, 50)))
 
 # %% ../nbs/44_line_finder.ipynb
-def _crop(image: Image.Image, upper: np.ndarray, lower: np.ndarray, shape: tuple) -> dict:
-    "One line's box, polygon and crop (paper outside its band), from its band on a map of `shape`."
+TRIM_INK = 0.3  # a row of a crop is blank when no pixel in it is this far from the paper towards the ink
+
+
+def _straighten(page: np.ndarray, x0: int, top: np.ndarray, bottom: np.ndarray, middle: np.ndarray) -> np.ndarray:
+    "Page columns `x0`.. resampled so that `middle` (a row per column) is one row: paper outside `top`..`bottom`, blank rows off."
+    middle = np.floor(middle).astype(np.int64)  # whole rows: each column moves without resampling
+    above, below = int(np.ceil(np.max(middle + 0.5 - top))), int(np.ceil(np.max(bottom - middle - 0.5)))
+    rows = middle[None, :] + np.arange(-above, below + 1)[:, None]  # the page row each output pixel shows
+    columns = np.arange(x0, x0 + len(middle))[None, :]
+    pixels = page[np.clip(rows, 0, page.shape[0] - 1), columns].astype(np.float32)
+    band = (rows + 0.5 >= top) & (rows + 0.5 <= bottom) & (rows >= 0) & (rows < page.shape[0])
+    paper = float(np.median(pixels[band])) if band.any() else float(np.median(pixels))
+    pixels = np.where(band, pixels, paper)
+    inked = np.flatnonzero(np.abs(pixels - paper).max(axis=1) > TRIM_INK * max(paper, 255 - paper, 1.0))
+    if len(inked):  # either polarity: ink is what differs from the paper
+        pixels = pixels[max(0, inked[0] - 2): inked[-1] + 3]
+    return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+
+# %% ../nbs/44_line_finder.ipynb
+def _crop(image: Image.Image, upper: np.ndarray, lower: np.ndarray, core_top: np.ndarray, core_bottom: np.ndarray,
+          shape: tuple) -> dict:
+    "One line's box, polygon and crop (straightened, paper outside its band), from its band and core on a map of `shape`."
     width, height = image.size
     sx, sy = width / shape[1], height / shape[0]  # page pixels per map pixel
     known = np.flatnonzero(np.isfinite(upper))
@@ -223,14 +284,13 @@ def _crop(image: Image.Image, upper: np.ndarray, lower: np.ndarray, shape: tuple
     columns, centers = np.arange(x0, x1) + 0.5, (known + 0.5) * sx
     top = np.clip(np.interp(columns, centers, upper[known]) * sy, 0, height)
     bottom = np.clip(np.interp(columns, centers, lower[known]) * sy, 0, height)
+    middle = np.interp(columns, centers, (core_top[known] + core_bottom[known]) / 2) * sy
     y0, y1 = int(np.floor(top.min())), max(int(np.floor(top.min())) + 1, int(np.ceil(bottom.max())))
-    pixels = np.array(image.crop((x0, y0, x1, y1)))
-    rows = np.arange(y0, y1)[:, None] + 0.5
-    pixels[(rows < top) | (rows > bottom)] = np.median(np.asarray(image)[y0:y1:2, x0:x1:2])
     step = max(1, len(columns) // 24)
     polygon = [(int(x), int(round(t))) for x, t in zip(columns[::step], top[::step])]
     polygon += [(int(x), int(round(b))) for x, b in zip(columns[::step][::-1], bottom[::step][::-1])]
-    return {"box": (x0, y0, x1, y1), "polygon": polygon, "crop": Image.fromarray(pixels)}
+    crop = _straighten(np.asarray(image), x0, top, bottom, middle)
+    return {"box": (x0, y0, x1, y1), "polygon": polygon, "crop": Image.fromarray(crop)}
 
 # %% ../nbs/44_line_finder.ipynb
 def find_lines(model,  # a LineFinderNet, its TorchScript, or an ONNX Runtime session of it
