@@ -282,6 +282,26 @@ def test_a_record_describes_the_image_the_model_read():
     assert inverted.polarity == "light-on-dark" and inverted.confidence is None and inverted.model_version == "unknown"
 
 
+
+def test_a_served_record_takes_the_predictors_facts_and_decodes_nothing_again(recognizer, monkeypatch):
+    from text_recognizer.monitoring import records
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = encoded(Image.fromarray(255 - line_image()).convert("RGB"), format="JPEG", exif=exif)
+    decoded_alone = records.input_statistics(photo)
+    details = recognizer.predict_with_details(photo)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the record decoded the upload a second time")
+
+    monkeypatch.setattr(records, "load_image", refuse)
+    record = prediction_record(photo, details, "app")
+    assert {name: getattr(record, name) for name in records.STATISTICS_FIELDS} == decoded_alone
+    assert record.polarity == "light-on-dark" and (record.width, record.height) == (40, 200)
+    with pytest.raises(AssertionError, match="second time"):  # without the predictor's facts it must decode
+        prediction_record(photo, {"text": "hi"}, "app")
+
 # --- The recorder: a locked or missing store never slows a prediction, and nothing is lost ---
 
 

@@ -5,7 +5,8 @@
 # %% auto 0
 __all__ = ['MAX_IMAGE_BYTES', 'MAX_IMAGE_SIDE', 'MIN_IMAGE_SIDE', 'MAX_DECODED_BYTES', 'MAX_WORKING_PIXELS', 'STRIP_PIXELS',
            'HIGH_BIT_MODES', 'BadImageError', 'decoded_bytes', 'open_image', 'reduction_factor', 'to_grayscale',
-           'array_to_image', 'load_image', 'pixel_sample', 'ink_is_light', 'normalize_polarity', 'image_to_png_bytes']
+           'array_to_image', 'load_image', 'pixel_sample', 'ink_is_light', 'normalize_polarity', 'image_statistics',
+           'image_to_png_bytes']
 
 # %% ../nbs/02_images.ipynb
 import io
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageMode, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageMode, ImageOps, ImageStat, UnidentifiedImageError
 
 # %% ../nbs/02_images.ipynb
 class BadImageError(ValueError):
@@ -289,6 +290,14 @@ def normalize_polarity(image: Image.Image) -> Image.Image:
     "The grayscale `image` as dark ink on light paper: inverted when its ink is light."
     image = image if image.mode == "L" else image.convert("L")
     return ImageOps.invert(image) if ink_is_light(image) else image
+
+# %% ../nbs/02_images.ipynb
+def image_statistics(image: Image.Image, # a decoded grayscale page (what `load_image` returns)
+                    ) -> dict:
+    "Width, height, aspect, mean intensity (0 black .. 1 white) and polarity of a decoded grayscale page."
+    width, height = image.size
+    return dict(width=width, height=height, aspect=width / height, mean_intensity=ImageStat.Stat(image).mean[0] / 255,
+                polarity="light-on-dark" if ink_is_light(image) else "dark-on-light")
 
 # %% ../nbs/02_images.ipynb
 def image_to_png_bytes(image: Image.Image) -> bytes:

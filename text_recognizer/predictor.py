@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .images import BadImageError, load_image
+from .images import BadImageError, image_statistics, load_image
 from .line_finder import LINE_FINDER_DIR, LINE_FINDER_FILES, find_lines
 from .segmentation import normalize_page
 from .utils import PACKAGE_DIR, sha256_of
@@ -239,8 +239,9 @@ def prepare_image(image, # a path, bytes, PIL image or numpy array
                  ) -> tuple[list[np.ndarray], list[tuple], dict]:
     "Arrays for the model (one per line, or one page), their boxes, and facts about the image."
     options = preprocessing or {}
-    page, inverted = normalize_page(load_image(image), options.get("polarity", "auto"), options.get("stretch", True))
-    facts = {"image_size": list(page.size), "inverted": inverted}
+    grey = load_image(image)
+    page, inverted = normalize_page(grey, options.get("polarity", "auto"), options.get("stretch", True))
+    facts = {"image_size": list(page.size), "inverted": inverted, "input": image_statistics(grey)}  # "input": for monitoring
     size = {k: options[k] for k in ("height", "width", "mean", "std") if k in options}
     if kind == "line_ctc":
         lines = find_lines(finder if finder is not None else default_line_finder(), page)
