@@ -6,7 +6,7 @@
 __all__ = ['DEFAULT_ARTIFACT_DIR', 'ARTIFACT_ENV_VAR', 'MODEL_FILES', 'KINDS', 'BACKENDS', 'FINDER_FILES', 'line_to_array',
            'page_to_array', 'ArtifactError', 'read_artifact_config', 'verify_model_file', 'OnnxBackend',
            'silence_torchscript_deprecation', 'TorchScriptBackend', 'choose_backend', 'load_finder',
-           'default_line_finder', 'segment_lines', 'prepare_image', 'decode_outputs', 'summarize_lines',
+           'default_line_finder', 'segment_lines', 'line_crops', 'prepare_image', 'decode_outputs', 'summarize_lines',
            'read_in_batches', 'ParagraphTextRecognizer', 'main']
 
 # %% ../nbs/42_predictor.ipynb
@@ -230,6 +230,12 @@ def segment_lines(image) -> list[tuple]:
     "Boxes `(x0, y0, x1, y1)` of the lines on a page, top to bottom, found as the predictor finds them."
     page = normalize_page(load_image(image))[0]
     return [line["box"] for line in find_lines(default_line_finder(), page)]
+
+
+def line_crops(image) -> list[Image.Image]:
+    "The line images of a page, top to bottom, cut exactly as the predictor cuts them before reading."
+    page = normalize_page(load_image(image))[0]
+    return [line["crop"] for line in find_lines(default_line_finder(), page)]
 
 # %% ../nbs/42_predictor.ipynb
 def prepare_image(image, # a path, bytes, PIL image or numpy array

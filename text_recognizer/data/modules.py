@@ -160,7 +160,7 @@ class SyntheticLines(_SyntheticDataModule):
                  *args,  # those of every synthetic DataModule (batch_size, num_train, fonts, ...)
                  feedback_dir=None,  # a folder of corrected examples (labels.jsonl + images); None: synthetic only
                  feedback_repeat: int = 20,  # how many times each feedback line appears in the training split
-                 feedback_segmenter=None,  # page -> line boxes, or its name 'package.module:function'; None: line images
+                 feedback_segmenter=None,  # page -> line images or boxes, or its name 'package.module:function'; None: line images
                  **kwargs):
         super().__init__(*args, **kwargs)
         if int(feedback_repeat) < 1:
@@ -215,7 +215,7 @@ class FeedbackDatasetError(ValueError):
 
 # %% ../../nbs/17_data.modules.ipynb
 def resolve_segmenter(segmenter):
-    "A page -> line boxes function: `segmenter` itself, None, or the function named 'package.module:function'."
+    "A page -> lines function: `segmenter` itself, None, or the function named 'package.module:function'."
     if segmenter is None or callable(segmenter):
         return segmenter
     module_name, _, name = str(segmenter).partition(":")
@@ -223,7 +223,7 @@ def resolve_segmenter(segmenter):
         return getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError, ValueError) as error:
         raise FeedbackDatasetError(f"cannot load the segmenter {segmenter!r} ({error}); name it as package.module:function, "
-                                   "e.g. text_recognizer.predictor:segment_lines") from None
+                                   "e.g. text_recognizer.predictor:line_crops") from None
 
 # %% ../../nbs/17_data.modules.ipynb
 def _check_line(line: str, where: str):
@@ -294,7 +294,7 @@ def read_feedback_pages(folder,  # a folder with labels.jsonl and the images it 
 
 # %% ../../nbs/17_data.modules.ipynb
 def read_feedback_lines(folder,  # a folder with labels.jsonl and the images it names (`export_flagged_dataset`)
-                        segmenter=None,  # page -> line boxes (or its 'package.module:function'); None: line images
+                        segmenter=None,  # page -> line images or boxes (or its 'package.module:function'); None: line images
                         ) -> tuple[list, list[str], dict]:
     "The line images and texts in a feedback folder (pages cut into lines by `segmenter`), and what was used."
     folder, segmenter = Path(folder), resolve_segmenter(segmenter)
@@ -305,13 +305,13 @@ def read_feedback_lines(folder,  # a folder with labels.jsonl and the images it 
         if segmenter is None and len(lines) > 1:
             raise FeedbackDatasetError(
                 f"{where}: the text has {len(lines)} lines, so the image is a page; give a segmenter to cut "
-                "pages into lines (feedback_segmenter='text_recognizer.predictor:segment_lines', on the command "
-                "line --data.feedback_segmenter text_recognizer.predictor:segment_lines), or a folder of line images")
-        boxes = [(0, 0, *image.size)] if segmenter is None else segmenter(image)
-        if len(boxes) != len(lines):
-            report["skipped"].append(f"{where}: {len(boxes)} line(s) found, {len(lines)} in the text")
+                "pages into lines (feedback_segmenter='text_recognizer.predictor:line_crops', on the command "
+                "line --data.feedback_segmenter text_recognizer.predictor:line_crops), or a folder of line images")
+        found = [image] if segmenter is None else segmenter(image)
+        if len(found) != len(lines):
+            report["skipped"].append(f"{where}: {len(found)} line(s) found, {len(lines)} in the text")
             continue
-        images += [image.crop(tuple(box)) for box in boxes]
+        images += [item if isinstance(item, Image.Image) else image.crop(tuple(item)) for item in found]
         texts += lines
         report["used"] += 1
     return images, texts, {**report, "lines": len(texts)}
