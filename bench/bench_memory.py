@@ -1,7 +1,7 @@
 """Peak memory of one request per class of image: a fresh process per request, its resident memory measured.
 
 Each request class is a valid image inside the limits (10 MB file, 8000 pixels a side): a normal scanned
-page, and 8000 x 8000 pages in every kind of pixel that costs memory to decode (8-bit gray, RGB JPEG,
+page of ten handwritten lines (so finding and reading the lines is part of the request), and 8000 x 8000 pages in every kind of pixel that costs memory to decode (8-bit gray, RGB JPEG,
 RGBA, 16-bit, 32-bit integer, 32-bit float). For each, a fresh Python process loads the recognizer,
 reads a small page once (so imports, model and caches are in place: the *idle* process), then reads the
 request's bytes with `ParagraphTextRecognizer.predict`. The peak resident memory above the idle process
@@ -51,11 +51,18 @@ print(json.dumps({"idle_mb": round(idle, 1), "peak_mb": round(peak, 1), "above_i
 
 
 def page(size: tuple[int, int]) -> Image.Image:
-    "A page of `size`: light paper with twelve dark bars where lines of handwriting would be."
-    image = Image.new("L", size, 235)
-    for top in range(size[1] // 10, size[1] * 9 // 10, size[1] // 12):
-        image.paste(30, (size[0] // 10, top, size[0] * 9 // 10, top + size[1] // 40))
-    return image
+    "A page of `size`: light paper with ten lines of handwriting (held-out fonts) filling most of it."
+    from text_recognizer.data.synthetic import HELD_OUT_FONTS, render_paragraph, sample_line_text
+
+    rng = np.random.default_rng(0)
+    writing = render_paragraph([sample_line_text(rng, "heldout") for _ in range(10)], font=HELD_OUT_FONTS, rng=rng)
+    scale = min(0.8 * size[0] / writing.width, 0.8 * size[1] / writing.height)
+    writing = writing.resize((round(writing.width * scale), round(writing.height * scale)), Image.Resampling.BILINEAR)
+    pixels = np.full(size[::-1], 235, np.uint8)
+    left, top = size[0] // 10, size[1] // 10
+    region = pixels[top: top + writing.height, left: left + writing.width]
+    np.minimum(region, np.asarray(writing), out=region)  # the ink on this page's paper
+    return Image.fromarray(pixels)
 
 
 def request_files(folder: Path) -> dict:
