@@ -4,9 +4,9 @@
 
 # %% auto 0
 __all__ = ['WORK_MAX_SIDE', 'WORK_MAX_SCALE', 'INPUT_MULTIPLE', 'MAX_COMPONENTS', 'MIN_AREA', 'MAX_GAP', 'MIN_LENGTH',
-           'SPLIT_LEVELS', 'TALL_LINE', 'VALLEY', 'BAND_REACH', 'SIDE_PAD', 'TRIM_INK', 'LINE_FINDER_DIR',
-           'LINE_FINDER_FILES', 'working_scale', 'resize_page', 'page_to_input', 'label_runs', 'group_lines',
-           'line_probabilities', 'find_lines', 'load_line_finder']
+           'SPLIT_LEVELS', 'TALL_LINE', 'VALLEY', 'BAND_REACH', 'SIDE_PAD', 'TRIM_INK', 'TRIM_MARGIN',
+           'LINE_FINDER_DIR', 'LINE_FINDER_FILES', 'working_scale', 'resize_page', 'page_to_input', 'label_runs',
+           'group_lines', 'line_probabilities', 'find_lines', 'load_line_finder']
 
 # %% ../nbs/44_line_finder.ipynb
 from pathlib import Path
@@ -256,10 +256,14 @@ def line_probabilities(model, x: np.ndarray) -> np.ndarray:
 
 # %% ../nbs/44_line_finder.ipynb
 TRIM_INK = 0.3  # a row of a crop is blank when no pixel in it is this far from the paper towards the ink
+TRIM_MARGIN = 0.15  # blank rows kept above and below the ink, as a share of its height (2 rows at least)
 
 
 def _straighten(page: np.ndarray, x0: int, top: np.ndarray, bottom: np.ndarray, middle: np.ndarray) -> np.ndarray:
-    "Page columns `x0`.. resampled so that `middle` (a row per column) is one row: paper outside `top`..`bottom`, blank rows off."
+    "Page columns `x0`.. deskewed along a line fitted to `middle` (a row per column): paper outside `top`..`bottom`, blank rows off."
+    if len(middle) >= 2:  # a straight line: the slope goes, the letters keep their shapes
+        across = np.arange(len(middle))
+        middle = np.polyval(np.polyfit(across, middle, 1), across)
     middle = np.floor(middle).astype(np.int64)  # whole rows: each column moves without resampling
     above, below = int(np.ceil(np.max(middle + 0.5 - top))), int(np.ceil(np.max(bottom - middle - 0.5)))
     rows = middle[None, :] + np.arange(-above, below + 1)[:, None]  # the page row each output pixel shows
@@ -270,7 +274,8 @@ def _straighten(page: np.ndarray, x0: int, top: np.ndarray, bottom: np.ndarray, 
     pixels = np.where(band, pixels, paper)
     inked = np.flatnonzero(np.abs(pixels - paper).max(axis=1) > TRIM_INK * max(paper, 255 - paper, 1.0))
     if len(inked):  # either polarity: ink is what differs from the paper
-        pixels = pixels[max(0, inked[0] - 2): inked[-1] + 3]
+        margin = max(2, round(TRIM_MARGIN * (inked[-1] - inked[0] + 1)))
+        pixels = pixels[max(0, inked[0] - margin): inked[-1] + 1 + margin]
     return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
 
 # %% ../nbs/44_line_finder.ipynb
