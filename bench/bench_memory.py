@@ -61,7 +61,9 @@ def page(size: tuple[int, int]) -> Image.Image:
     pixels = np.full(size[::-1], 235, np.uint8)
     left, top = size[0] // 10, size[1] // 10
     region = pixels[top: top + writing.height, left: left + writing.width]
-    np.minimum(region, np.asarray(writing), out=region)  # the ink on this page's paper
+    ink = np.asarray(writing)
+    np.minimum(region, np.where(ink < 180, ink, 255).astype(np.uint8), out=region)  # the ink on this page's flat paper
+    # (flat paper keeps the 8000 x 8000 32-bit TIFFs under the 10 MB upload limit)
     return Image.fromarray(pixels)
 
 
