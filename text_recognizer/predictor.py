@@ -226,16 +226,19 @@ def default_line_finder():
     return load_finder(LINE_FINDER_DIR, {}, "onnx" if _has_onnxruntime() else "torchscript")
 
 
+def _page_lines(image) -> list[dict]:
+    "The lines of a page as the predictor finds them: decoded, polarity normalized, cut by the shipped finder."
+    return find_lines(default_line_finder(), normalize_page(load_image(image))[0])
+
+
 def segment_lines(image) -> list[tuple]:
     "Boxes `(x0, y0, x1, y1)` of the lines on a page, top to bottom, found as the predictor finds them."
-    page = normalize_page(load_image(image))[0]
-    return [line["box"] for line in find_lines(default_line_finder(), page)]
+    return [line["box"] for line in _page_lines(image)]
 
 
 def line_crops(image) -> list[Image.Image]:
     "The line images of a page, top to bottom, cut exactly as the predictor cuts them before reading."
-    page = normalize_page(load_image(image))[0]
-    return [line["crop"] for line in find_lines(default_line_finder(), page)]
+    return [line["crop"] for line in _page_lines(image)]
 
 # %% ../nbs/42_predictor.ipynb
 def prepare_image(image, # a path, bytes, PIL image or numpy array

@@ -219,11 +219,13 @@ def token_confidence(probabilities) -> tuple[float | None, float | None]:
 
 # %% ../../nbs/60_monitoring.records.ipynb
 def new_record(image, text: str, model_version: str, confidence: float | None = None, entropy: float | None = None,
-               latency_ms: float | None = None, source: str = "app") -> PredictionRecord:
+               latency_ms: float | None = None, source: str = "app",
+               statistics: dict | None = None) -> PredictionRecord:  # the image's `input_statistics`, when known already
     "A record of one prediction on `image`, with its input statistics and the sha256 of its bytes."
     data = image_bytes(image)
     return PredictionRecord(text=text, model_version=model_version, confidence=confidence, entropy=entropy,
-                            latency_ms=latency_ms, source=source, image_sha256=sha256_hex(data), **input_statistics(data))
+                            latency_ms=latency_ms, source=source, image_sha256=sha256_hex(data),
+                            **(statistics or input_statistics(data)))
 
 # %% ../../nbs/60_monitoring.records.ipynb
 def _finite_or_none(value, low: float = 0.0, high: float = math.inf):
@@ -241,13 +243,11 @@ def prediction_record(data: bytes,  # the image bytes the client sent (what the 
                      ) -> PredictionRecord:
     "The record of one served prediction: THE record builder of the app and the Lambda handler."
     statistics = details.get("input")  # the predictor's `image_statistics` of the page it read: no second decoding
-    if not (isinstance(statistics, dict) and set(statistics) == set(STATISTICS_FIELDS)):
-        statistics = input_statistics(data)
-    return PredictionRecord(text=str(details.get("text", "")), model_version=str(details.get("model_version") or "unknown"),
-                            confidence=_finite_or_none(details.get("confidence"), high=1.0),
-                            entropy=_finite_or_none(details.get("entropy")),
-                            latency_ms=_finite_or_none(details.get("latency_ms")), source=source,
-                            image_sha256=sha256_hex(image_bytes(data)), **statistics)
+    known = isinstance(statistics, dict) and set(statistics) == set(STATISTICS_FIELDS)
+    return new_record(data, text=str(details.get("text", "")), model_version=str(details.get("model_version") or "unknown"),
+                      confidence=_finite_or_none(details.get("confidence"), high=1.0),
+                      entropy=_finite_or_none(details.get("entropy")), latency_ms=_finite_or_none(details.get("latency_ms")),
+                      source=source, statistics=statistics if known else None)
 
 # %% ../../nbs/60_monitoring.records.ipynb
 def feedback_fields(flag: str,  # one of FLAGS
