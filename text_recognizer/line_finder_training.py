@@ -212,10 +212,12 @@ def degrade(rng: np.random.Generator, image: Image.Image) -> Image.Image:
 TRAINING_SIZE = 256  # training inputs are squares this many pixels wide
 
 
-def training_example(rng: np.random.Generator, writers: list, size: int = TRAINING_SIZE) -> tuple:
+def training_example(rng: np.random.Generator, writers: list, size: int = TRAINING_SIZE,
+                     touching: float = 0.6,  # the chance that a page's lines touch or overlap
+                    ) -> tuple:
     "One random training page: the input `(1, size, size)` and the target `(1, size/2, size/2)`, float32."
     lines = 0 if rng.random() < 0.05 else int(rng.integers(1, 13))
-    ink, label, _ = compose_page(rng, writers[int(rng.integers(len(writers)))], lines, touching=rng.random() < 0.6)
+    ink, label, _ = compose_page(rng, writers[int(rng.integers(len(writers)))], lines, touching=rng.random() < touching)
     scale = rng.uniform(0.35, 0.65) if rng.random() < 0.5 else float(np.exp(rng.uniform(np.log(0.2), np.log(0.9))))
     small = np.asarray(degrade(rng, resize_page(Image.fromarray(scan_page(rng, ink)), scale)))
     core = np.asarray(resize_page(Image.fromarray((label > 0).astype(np.uint8) * 255), scale), np.float32) / 255
@@ -249,6 +251,7 @@ def train_line_finder(steps: int = 6000,  # optimizer steps at most ...
                       seed: int = 0,
                       out_dir=None,  # where model_state.pt and training.json go (every 100 steps, and at the end)
                       init_from=None,  # a model_state.pt to start from (to train on), instead of random weights
+                      touching: float = 0.6,  # the chance that a training page's lines touch or overlap
                       progress: bool = True) -> tuple:
     "A `LineFinderNet` trained on synthetic pages (in eval mode), and its training record."
     from tqdm.auto import tqdm
@@ -261,13 +264,13 @@ def train_line_finder(steps: int = 6000,  # optimizer steps at most ...
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(2.0))
     record = {"seed": seed, "writers": writers, "batch_size": batch_size, "lr": lr, "init_from": str(init_from),
-              "losses": []}
+              "touching": touching, "losses": []}
     for step in (bar := tqdm(range(steps), desc="line finder", disable=not progress)):
         done = max(step / steps, (time.monotonic() - start) / 60 / max_minutes)
         if done >= 1:
             break
         optimizer.param_groups[0]["lr"] = lr * 0.5 * (1 + math.cos(math.pi * done))
-        x, y = map(torch.from_numpy, map(np.stack, zip(*[training_example(rng, pool) for _ in range(batch_size)])))
+        x, y = map(torch.from_numpy, map(np.stack, zip(*[training_example(rng, pool, touching=touching) for _ in range(batch_size)])))
         loss = loss_fn(model(x), y)
         optimizer.zero_grad()
         loss.backward()
