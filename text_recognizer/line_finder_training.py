@@ -270,7 +270,8 @@ def train_line_finder(steps: int = 6000,  # optimizer steps at most ...
         if done >= 1:
             break
         optimizer.param_groups[0]["lr"] = lr * 0.5 * (1 + math.cos(math.pi * done))
-        x, y = map(torch.from_numpy, map(np.stack, zip(*[training_example(rng, pool, touching=touching) for _ in range(batch_size)])))
+        batch = [training_example(rng, pool, touching=touching) for _ in range(batch_size)]
+        x, y = map(torch.from_numpy, map(np.stack, zip(*batch)))
         loss = loss_fn(model(x), y)
         optimizer.zero_grad()
         loss.backward()
