@@ -4,9 +4,10 @@
 
 # %% auto 0
 __all__ = ['WORK_MAX_SIDE', 'WORK_MAX_SCALE', 'INPUT_MULTIPLE', 'MAX_COMPONENTS', 'MIN_AREA', 'MAX_GAP', 'MIN_LENGTH',
-           'SPLIT_LEVELS', 'TALL_LINE', 'VALLEY', 'BAND_REACH', 'SIDE_PAD', 'TRIM_INK', 'TRIM_MARGIN',
-           'LINE_FINDER_DIR', 'LINE_FINDER_FILES', 'working_scale', 'resize_page', 'page_to_input', 'label_runs',
-           'group_lines', 'line_probabilities', 'find_lines', 'load_line_finder']
+           'MIN_PIXELS', 'SPLIT_LEVELS', 'TALL_LINE', 'TALL_COLUMNS', 'SPLIT_LENGTH', 'SPLIT_APART', 'VALLEY',
+           'BAND_REACH', 'SIDE_PAD', 'TRIM_INK', 'TRIM_MARGIN', 'LINE_FINDER_DIR', 'LINE_FINDER_FILES', 'working_scale',
+           'resize_page', 'page_to_input', 'label_runs', 'group_lines', 'line_probabilities', 'find_lines',
+           'load_line_finder']
 
 # %% ../nbs/44_line_finder.ipynb
 from pathlib import Path
@@ -101,9 +102,10 @@ def _profiles(labels: np.ndarray, count: int) -> tuple:
 
 # %% ../nbs/44_line_finder.ipynb
 MAX_COMPONENTS = 200  # the largest regions kept: a bound on the work for crafted pages
-MIN_AREA = 4  # smaller regions (map pixels) are specks
+MIN_AREA = 16  # smaller regions (map pixels) are specks
 MAX_GAP = 8.0  # regions this many core heights apart or more are not one line
-MIN_LENGTH = 2.0  # lines shorter than this many core heights (or 5 map pixels) are specks
+MIN_LENGTH = 1.5  # lines shorter than this many core heights (or MIN_PIXELS) are specks
+MIN_PIXELS = 10  # ... or than this many map pixels
 
 
 def _length(top: np.ndarray) -> int:
@@ -146,12 +148,37 @@ def group_lines(top: np.ndarray, bottom: np.ndarray) -> list:
 
 
 def _long_enough(line: list) -> bool:
-    "Whether a line is at least MIN_LENGTH core heights (and 5 map pixels) long: shorter ones are specks."
-    return _length(line[1]) >= max(5, MIN_LENGTH * line[3])
+    "Whether a line is at least MIN_LENGTH core heights (and MIN_PIXELS) long: shorter ones are specks."
+    return _length(line[1]) >= max(MIN_PIXELS, MIN_LENGTH * line[3])
 
 # %% ../nbs/44_line_finder.ipynb
 SPLIT_LEVELS = (0.7, 0.8, 0.9)  # a line too high to be one is cut again at these probabilities
-TALL_LINE = 1.6  # ... when it is this many times as high as the median line of the page
+TALL_LINE = 1.6  # too high: this many times the page's median line, in most of its columns ...
+TALL_COLUMNS = 5.0  # ... or along a stretch of this many median line heights (two lines overlapping there)
+SPLIT_LENGTH = 2.0  # a cut is taken only when every line it gives is this many median line heights long ...
+SPLIT_APART = 1.2  # ... and lies this many median heights above or below the others, where they share columns
+
+
+def _too_tall(line: list, typical: float) -> bool:
+    "Whether `line` is too high to be one line, against the page's `typical` (median) core height."
+    tall = np.nan_to_num(line[2] - line[1]) > TALL_LINE * typical
+    edges = np.flatnonzero(np.diff(np.r_[0, tall.astype(np.int8), 0]))  # where runs of tall columns start and stop
+    longest = int((edges[1::2] - edges[::2]).max()) if len(edges) else 0
+    return line[3] > TALL_LINE * typical or longest >= TALL_COLUMNS * typical
+
+
+def _apart(a: list, b: list, typical: float) -> bool:
+    "Whether lines `a` and `b` are one above the other (their middles SPLIT_APART typical heights apart) where they share columns."
+    shared = np.isfinite(a[1]) & np.isfinite(b[1])
+    if not shared.any():
+        return True
+    return abs(float(np.mean((a[1] + a[2] - b[1] - b[2])[shared]))) / 2 >= SPLIT_APART * typical
+
+
+def _fair_split(parts: list, typical: float) -> bool:
+    "Whether `parts` are two or more lines, each SPLIT_LENGTH typical heights long, one above the other (not a letter's loop)."
+    return (len(parts) >= 2 and all(_length(part[1]) >= SPLIT_LENGTH * typical for part in parts)
+            and all(_apart(a, b, typical) for i, a in enumerate(parts) for b in parts[i + 1:]))
 
 
 def _lines_of(mask: np.ndarray) -> list:
@@ -170,11 +197,13 @@ def _split_merged(lines: list, labels: np.ndarray, probability: np.ndarray) -> l
     result = []
     for line in lines:
         parts = [line]
-        if line[3] > TALL_LINE * typical:
+        if _too_tall(line, typical):
             inside = np.isin(labels, [k + 1 for k in line[0]])
             by_level = (_lines_of(inside & (probability > level)) for level in SPLIT_LEVELS)
-            parts = (next((found for found in by_level if len(found) >= 2), None)
-                     or _split_rows(inside, probability, typical) or parts)
+            parts = next((found for found in by_level if _fair_split(found, typical)), None)
+            if parts is None:
+                by_rows = _split_rows(inside, probability, typical)
+                parts = by_rows if _fair_split(by_rows, typical) else [line]
         result += [part for part in parts if _long_enough(part)]
     return sorted(result, key=lambda line: float(np.nanmean(line[1] + line[2])))
 
@@ -216,7 +245,7 @@ def _along_edge(line: list, height: int) -> bool:
     return bool(np.mean((line[1][columns] <= 0) | (line[2][columns] >= height)) > 0.5)
 
 # %% ../nbs/44_line_finder.ipynb
-BAND_REACH = 1.0  # a line's crop reaches this many core heights above and below its core ...
+BAND_REACH = 1.15  # a line's crop reaches this many core heights above and below its core ...
 SIDE_PAD = 0.5  # ... and this many core heights left and right of it
 
 
@@ -245,7 +274,7 @@ def _bands(lines: list, width: int) -> tuple:
 
 # %% ../nbs/44_line_finder.ipynb
 def line_probabilities(model, x: np.ndarray) -> np.ndarray:
-    "The map `(ceil(H/2), ceil(W/2))` of line-core probabilities for `x` `(1, 1, H, W)`: torch or ONNX Runtime."
+    "The map `(H, W)` of line-core probabilities for `x` `(1, 1, H, W)`: torch or ONNX Runtime."
     if hasattr(model, "get_inputs"):  # an onnxruntime.InferenceSession
         logits = model.run(None, {model.get_inputs()[0].name: x})[0]
     else:  # torch is imported only here: serving through ONNX Runtime never loads it
@@ -307,7 +336,7 @@ def find_lines(model,  # a LineFinderNet, its TorchScript, or an ONNX Runtime se
     width, height = image.size
     small = resize_page(image, working_scale(width, height))
     probability = line_probabilities(model, page_to_input(np.asarray(small)))
-    probability = probability[: (small.size[1] + 1) // 2, : (small.size[0] + 1) // 2]  # the padding off
+    probability = probability[: small.size[1], : small.size[0]]  # the padding off
     runs = label_runs(probability > threshold)
     if len(runs[0]) == 0:
         return []

@@ -215,7 +215,7 @@ TRAINING_SIZE = 256  # training inputs are squares this many pixels wide
 def training_example(rng: np.random.Generator, writers: list, size: int = TRAINING_SIZE,
                      touching: float = 0.6,  # the chance that a page's lines touch or overlap
                     ) -> tuple:
-    "One random training page: the input `(1, size, size)` and the target `(1, size/2, size/2)`, float32."
+    "One random training page: the input `(1, size, size)` and the target `(1, size, size)`, float32."
     lines = 0 if rng.random() < 0.05 else int(rng.integers(1, 13))
     ink, label, _ = compose_page(rng, writers[int(rng.integers(len(writers)))], lines, touching=rng.random() < touching)
     scale = rng.uniform(0.35, 0.65) if rng.random() < 0.5 else float(np.exp(rng.uniform(np.log(0.2), np.log(0.9))))
@@ -229,7 +229,7 @@ def training_example(rng: np.random.Generator, writers: list, size: int = TRAINI
     square_x, square_target = np.zeros((2, 1, size, size), np.float32)  # paper (0) where the page is smaller
     square_x[:, : x[window].shape[1], : x[window].shape[2]] = x[window]
     square_target[:, : x[window].shape[1], : x[window].shape[2]] = target[window]
-    return square_x, square_target.reshape(1, size // 2, 2, size // 2, 2).mean(axis=(2, 4))
+    return square_x, square_target
 
 # %% ../nbs/45_line_finder_training.ipynb
 def _save_training(model: LineFinderNet, record: dict, out_dir):
@@ -241,6 +241,15 @@ def _save_training(model: LineFinderNet, record: dict, out_dir):
     summary = {key: value for key, value in record.items() if key != "losses"}
     summary.update(steps=len(record["losses"]), final_loss=float(np.mean(record["losses"][-100:])))
     (out / "training.json").write_text(json.dumps(summary, indent=1))
+
+# %% ../nbs/45_line_finder_training.ipynb
+def _load_weights(model: LineFinderNet, path):
+    "Load the weights at `path` into `model`: all of them, or all but the full-size stage (a half-size finder's)."
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    full_size = {name for name in model.state_dict() if name.split(".")[0] in ("stem", "up1", "fine")}
+    if unexpected or not set(missing) <= full_size:
+        raise ValueError(f"{path} does not hold line finder weights: missing {missing}, unexpected {unexpected}")
 
 # %% ../nbs/45_line_finder_training.ipynb
 def train_line_finder(steps: int = 6000,  # optimizer steps at most ...
@@ -260,7 +269,7 @@ def train_line_finder(steps: int = 6000,  # optimizer steps at most ...
     pool = render_writers(writers, seed=seed, progress=progress)
     model, rng = LineFinderNet(), np.random.default_rng(seed + 1)
     if init_from is not None:
-        model.load_state_dict(torch.load(init_from, map_location="cpu", weights_only=True))
+        _load_weights(model, init_from)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(2.0))
     record = {"seed": seed, "writers": writers, "batch_size": batch_size, "lr": lr, "init_from": str(init_from),

@@ -23,9 +23,9 @@ def dilated_conv_bn_relu(channels: int, dilation: int) -> nn.Sequential:
 
 # %% ../../nbs/27_models.line_finder.ipynb
 class LineFinderNet(nn.Module):
-    "A small U-Net: a page `(N, 1, H, W)` in, line-core logits `(N, 1, ceil(H/2), ceil(W/2))` out."
+    "A small U-Net: a page `(N, 1, H, W)` in, line-core logits `(N, 1, H, W)` out."
 
-    def __init__(self, width: int = 16):  # channels at half resolution; 2x and 3x that deeper down
+    def __init__(self, width: int = 16):  # channels at half resolution; 2x and 3x that deeper down, half at full size
         super().__init__()
         w = width
         self.down2 = nn.Sequential(conv_bn_relu(1, w, stride=2), conv_bn_relu(w, w))
@@ -34,18 +34,27 @@ class LineFinderNet(nn.Module):
                                    dilated_conv_bn_relu(3 * w, 4), dilated_conv_bn_relu(3 * w, 8))
         self.up4 = conv_bn_relu(5 * w, 2 * w)
         self.up2 = conv_bn_relu(3 * w, w)
-        self.head = nn.Conv2d(w, 1, kernel_size=1)
+        self.head = nn.Conv2d(w, 1, kernel_size=1)  # the half-size logits
+        self.stem = conv_bn_relu(1, w // 2)  # the page itself, at full size
+        self.up1 = conv_bn_relu(w + w // 2, w // 2)
+        self.fine = nn.Conv2d(w // 2, 1, kernel_size=1)  # the correction at full size: zero until trained
+        nn.init.zeros_(self.fine.weight)
+        nn.init.zeros_(self.fine.bias)
 
 # %% ../../nbs/27_models.line_finder.ipynb
 def _line_finder_forward(self, x: torch.Tensor) -> torch.Tensor:
-    "Line-core logits at half the input's resolution."
+    "Line-core logits at the input's resolution."
     s2 = self.down2(x)
     s4 = self.down4(s2)
     s8 = self.down8(s4)
     up = F.interpolate(s8, size=s4.shape[-2:], mode="bilinear", align_corners=False)
     up = self.up4(torch.cat([up, s4], 1))
     up = F.interpolate(up, size=s2.shape[-2:], mode="bilinear", align_corners=False)
-    return self.head(self.up2(torch.cat([up, s2], 1)))
+    half = self.up2(torch.cat([up, s2], 1))
+    size = x.shape[-2:]
+    coarse = F.interpolate(self.head(half), size=size, mode="bilinear", align_corners=False)
+    up = F.interpolate(half, size=size, mode="bilinear", align_corners=False)
+    return coarse + self.fine(self.up1(torch.cat([up, self.stem(x)], 1)))
 
 
 LineFinderNet.forward = _line_finder_forward
