@@ -204,11 +204,11 @@ def test_segmentation_finds_every_rendered_line(fonts):
             continue
         for box, (top, bottom) in zip(found, rendered):
             assert top <= (box[1] + box[3]) / 2 <= bottom, (index, box, (top, bottom))
-            # 0.7: a crop reaches one core height (BAND_REACH) beyond the line's core and ends halfway to the
-            # next line's core, so long descenders are cut (held-out page 17, "price of meat. Something very
-            # deep": 41 of its 56 rows; a reach of 1.25 read single lines better but touching pages worse)
-            assert min(box[3], bottom) - max(box[1], top) >= 0.7 * (bottom - top), (index, box, (top, bottom))
-    # at most 1 page in 25 (the finder counts 96-100% of held-out pages exactly, bench/results/line_finder.json);
+            # 0.75: a crop reaches BAND_REACH core heights beyond the line's core and ends halfway to the next
+            # line's core, so long descenders can be cut; the lowest share today is 0.84 (held-out page 17,
+            # "price of meat. Something very deep"; it was 0.73 with the half-size finder and a reach of 1.0)
+            assert min(box[3], bottom) - max(box[1], top) >= 0.75 * (bottom - top), (index, box, (top, bottom))
+    # at most 1 page in 25 (the finder counts 99.6-99.8% of held-out pages exactly, bench/results/line_finder.json);
     # known miss: training fonts, page 0, the descenders of "though you're" found as a line of their own
     assert len(miscounted) <= 1, miscounted
 
