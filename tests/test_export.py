@@ -84,8 +84,9 @@ def test_checkpoint_is_read_safely_and_rebuilt(line_checkpoint, tmp_path):
 
 
 def test_artifact_is_complete_and_self_describing(line_artifact):
-    assert sorted(p.name for p in line_artifact.iterdir()) == ["config.json", "line_finder.onnx", "line_finder.pt",
-                                                               "model.onnx", "model.pt"]  # the reader and its finder
+    assert sorted(p.name for p in line_artifact.iterdir()) == ["char_lm.tsv.gz", "config.json", "line_finder.onnx",
+                                                               "line_finder.pt", "model.onnx", "model.pt"]
+    # the reader, its finder and its language model, each with its sha256
     config = read_artifact_config(line_artifact)
     assert config["kind"] == "line_ctc" and config["vocabulary"][:4] == ["<B>", "<S>", "<E>", "<P>"]
     assert config["preprocessing"]["height"] == 40 and config["preprocessing"]["width"] == 640
@@ -104,7 +105,7 @@ def test_torchscript_loads_in_a_process_with_only_torch(line_artifact, line_chec
     code = (
         "import sys, torch\n"
         f"m = torch.jit.load({str(line_artifact / 'model.pt')!r})\n"
-        f"indices, probabilities, entropy = m(torch.load({str(tmp_path / 'x.pt')!r}, weights_only=True))\n"
+        f"indices, probabilities, entropy, log_probs = m(torch.load({str(tmp_path / 'x.pt')!r}, weights_only=True))\n"
         f"torch.save(indices, {str(tmp_path / 'indices.pt')!r})\n"
         "mine = sorted(m for m in sys.modules if m.split('.')[0] in ('text_recognizer', 'lightning', 'onnxruntime'))\n"
         "assert not mine, mine\n"
@@ -123,8 +124,9 @@ def test_onnx_runs_in_a_process_with_only_onnxruntime(line_artifact, tmp_path):
         "import sys, numpy as np, onnxruntime as ort\n"
         f"s = ort.InferenceSession({str(line_artifact / 'model.onnx')!r}, providers=['CPUExecutionProvider'])\n"
         "for batch, width in [(1, 640), (5, 640), (2, 320)]:\n"
-        "    i, p, e = s.run(None, {'image': np.zeros((batch, 1, 40, width), np.float32)})\n"
+        "    i, p, e, lp = s.run(None, {'image': np.zeros((batch, 1, 40, width), np.float32)})\n"
         "    assert i.shape == p.shape == e.shape == (batch, width // 4), i.shape\n"
+        "    assert lp.shape == (batch, width // 4, 84) and np.allclose(np.exp(lp).sum(-1), 1, atol=1e-4)\n"
         "assert 'torch' not in sys.modules\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
@@ -222,7 +224,7 @@ def test_greedy_ctc_decoding_inside_the_model():
             steps = torch.tensor([5, 5, 0, 5, 6, 6, 0, 0, 7])  # "aa" separated by a blank, then "b", "c"
             return torch.nn.functional.one_hot(steps, 8).T.float()[None].expand(x.shape[0], -1, -1) * 20
 
-    indices, probabilities, entropy = LineRecognizer(Fixed())(torch.zeros(2, 1, 40, 36))
+    indices, probabilities, entropy, _ = LineRecognizer(Fixed())(torch.zeros(2, 1, 40, 36))
     vocabulary = ["<B>", "<S>", "<E>", "<P>", "x", "a", "b", "c"]
     assert [r["text"] for r in decode_outputs(indices, probabilities, entropy, vocabulary)] == ["aabc", "aabc"]
     scripted, how = to_torchscript(LineRecognizer(Fixed()), torch.zeros(1, 1, 40, 36))
@@ -303,7 +305,7 @@ def test_stage_writes_card_config_and_an_offline_wandb_artifact(line_checkpoint,
     assert stage_main([str(run), "--out", str(tmp_path / "staged"), "--metrics", str(tmp_path / "metrics.json"),
                        "--data-description", "No data: untrained."]) == 0
     folder = tmp_path / "staged"
-    assert sorted(p.name for p in folder.iterdir()) == ["MODEL_CARD.md", "config.json", "line_finder.onnx",
+    assert sorted(p.name for p in folder.iterdir()) == ["MODEL_CARD.md", "char_lm.tsv.gz", "config.json", "line_finder.onnx",
                                                         "line_finder.pt", "model.onnx", "model.pt"]
     config = read_artifact_config(folder)
     assert config["training"]["command"] == "text-recognizer train --recipe line_lstm --preset tiny"

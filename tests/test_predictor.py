@@ -327,6 +327,10 @@ def test_missing_or_incomplete_artifact_says_how_to_stage(tmp_path, artifact):
     with pytest.raises(ArtifactError, match="line_finder.pt is missing"):  # the reader without its line finder
         ParagraphTextRecognizer(only_torchscript)
     (only_torchscript / "line_finder.pt").write_bytes((artifact / "line_finder.pt").read_bytes())
+    with pytest.raises(ArtifactError, match="char_lm.tsv.gz is missing"):  # ... and without its language model
+        ParagraphTextRecognizer(only_torchscript)
+    assert ParagraphTextRecognizer(only_torchscript, decoding="greedy").decoding == "greedy"  # which greedy needs not
+    (only_torchscript / "char_lm.tsv.gz").write_bytes((artifact / "char_lm.tsv.gz").read_bytes())
     assert ParagraphTextRecognizer(only_torchscript).backend_name == "torchscript"
     with pytest.raises(ArtifactError, match="model.onnx"):
         ParagraphTextRecognizer(only_torchscript, backend="onnx")

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .decoding import LM_FILE
 from .models.registry import model_class
 from .utils import replace_folder
 from .metadata import BLANK_INDEX, SPECIAL_TOKENS, VOCABULARY
@@ -41,7 +42,9 @@ from text_recognizer.predictor import (
 
 # %% ../nbs/40_export.ipynb
 class LineRecognizer(nn.Module):
-    "A CTC line model with greedy decoding inside: `(B, 1, H, W)` -> indices, probabilities, entropy `(B, T)`."
+    "A CTC line model with greedy decoding inside: `(B, 1, H, W)` -> indices, probabilities, entropy `(B, T)`, log-probs `(B, T, C)`."
+
+    output_names = ["indices", "probabilities", "entropy", "log_probs"]
 
     def __init__(self, model: nn.Module, # a line model: `(B, 1, H, W)` -> logits `(B, C, T)`
                  blank_index: int = BLANK_INDEX): # the CTC blank, also marking steps that emit nothing
@@ -49,14 +52,14 @@ class LineRecognizer(nn.Module):
         self.model = model
         self.blank_index = blank_index
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         log_probs = self.model(x).log_softmax(1)  # (B, C, T)
         best_log_prob, best = log_probs.max(1)  # (B, T) each
         entropy = -(log_probs.exp() * log_probs).sum(1)
         previous = torch.cat([torch.full_like(best[:, :1], -1), best[:, :-1]], 1)
         emit = (best != previous) & (best != self.blank_index)
         indices = torch.where(emit, best, torch.full_like(best, self.blank_index))
-        return indices, best_log_prob.exp(), entropy
+        return indices, best_log_prob.exp(), entropy, log_probs.transpose(1, 2)
 
 # %% ../nbs/40_export.ipynb
 def to_torchscript(recognizer: nn.Module, # the recognizer to compile, in eval mode
@@ -73,7 +76,7 @@ def to_torchscript(recognizer: nn.Module, # the recognizer to compile, in eval m
                 return torch.jit.trace(recognizer, example, check_trace=False), "trace"
 
 # %% ../nbs/40_export.ipynb
-OUTPUT_NAMES = ["indices", "probabilities", "entropy"]
+OUTPUT_NAMES = ["indices", "probabilities", "entropy"]  # every recognizer's; a line model's adds "log_probs"
 ONNX_OPSET = 17
 
 
@@ -103,8 +106,9 @@ def to_onnx(recognizer: nn.Module, # the recognizer to export, in eval mode
     "Write `recognizer` as ONNX to `path` with a dynamic batch (and width) axis."
     recognizer = recognizer.eval()  # the exporter restores the module's mode afterwards: make it eval
     image_axes = {0: "batch", 3: "width"} if dynamic_width else {0: "batch"}
-    axes = {"image": image_axes, **{name: {0: "batch", 1: "steps"} for name in OUTPUT_NAMES}}
-    kwargs = dict(input_names=["image"], output_names=OUTPUT_NAMES, opset_version=opset)
+    names = list(getattr(recognizer, "output_names", OUTPUT_NAMES))
+    axes = {"image": image_axes, **{name: {0: "batch", 1: "steps"} for name in names}}
+    kwargs = dict(input_names=["image"], output_names=names, opset_version=opset)
     try:
         with silence_legacy_onnx_deprecation():  # not under no_grad: that selects fused kernels ONNX lacks
             torch.onnx.export(recognizer, (example,), str(path), dynamic_axes=axes, dynamo=False, **kwargs)
@@ -147,7 +151,7 @@ def check_parity(recognizer: nn.Module, # the eager recognizer
     for batch in batches:
         with torch.no_grad():
             reference = [t.numpy() for t in recognizer(torch.from_numpy(batch))]
-        reference_texts = [row["text"] for row in decode_outputs(*reference, vocabulary)]
+        reference_texts = [row["text"] for row in decode_outputs(*reference[:3], vocabulary)]
         for name, backend in backends.items():
             outputs = backend(batch)
             texts = [row["text"] for row in decode_outputs(*outputs[:3], vocabulary)]
@@ -165,6 +169,11 @@ def check_parity(recognizer: nn.Module, # the eager recognizer
                     report["mismatches"].append({"image": image, "eager": ours, name: theirs})
                 elif outputs[1].shape == reference[1].shape:
                     difference = float(np.abs(outputs[1][i, :compared] - reference[1][i, :compared]).max(initial=0))
+                    if len(reference) > 3:  # a line model's whole distributions, which beam search reads
+                        if len(outputs) <= 3 or outputs[3].shape != reference[3].shape:
+                            report["mismatches"].append({"image": image, "eager": "log_probs", name: "missing"})
+                            continue
+                        difference = max(difference, float(np.abs(np.exp(outputs[3][i]) - np.exp(reference[3][i])).max()))
                     report["max_probability_difference"] = max(report["max_probability_difference"], difference)
         report["images"] += len(batch)
     report["passed"] = not report["mismatches"] and report["max_probability_difference"] <= atol
@@ -193,9 +202,11 @@ def artifact_config(kind: str, # "line_ctc" or "paragraph_transformer"
         "special_tokens": list(SPECIAL_TOKENS),
         "input": {"name": "image", "shape": ["batch", 1, height, "width" if kind == "line_ctc" else width],
                   "dtype": "float32", "range": [0.0, 1.0], "ink": "bright", "background": 0.0},
-        "outputs": {"names": OUTPUT_NAMES, "shape": ["batch", "steps"],
+        "outputs": {"names": OUTPUT_NAMES + (["log_probs"] if kind == "line_ctc" else []), "shape": ["batch", "steps"],
                     "meaning": "greedy-decoded token indices (special tokens emit nothing), their probabilities, "
-                               "and the entropy of each step's distribution (nats)"},
+                               "and the entropy of each step's distribution (nats)"
+                               + ("; log_probs: each step's log-probabilities over the vocabulary (batch, steps, "
+                                  "classes), for beam search" if kind == "line_ctc" else "")},
         "preprocessing": {"grayscale": True, "exif_transpose": True, "alpha": "composite on white",
                           "polarity": "auto", "stretch": True, "height": height, "width": width,
                           "mean": 0.0, "std": 1.0,
@@ -243,6 +254,7 @@ def export_recognizer(recognizer: nn.Module, # LineRecognizer or ParagraphRecogn
                       dynamic_width: bool = True, # line models: any width; paragraph models: fixed size
                       extra_files: dict | None = None, # name -> text (str) or a function of the final config
                       line_finder: bool = True, # line models: stage the shipped line finder beside the reader
+                      language_model: bool = True, # line models: stage the shipped language model for beam search
                      ) -> Path:
     "Write model.pt, model.onnx and config.json to `out_dir` if and only if they pass the parity check."
     out_dir = Path(out_dir).resolve()
@@ -261,6 +273,9 @@ def export_recognizer(recognizer: nn.Module, # LineRecognizer or ParagraphRecogn
         if line_finder and config.get("kind") == "line_ctc":  # the finder's files and its parity-checked entry
             from text_recognizer.line_finder_training import stage_line_finder
             config = {**config, "line_finder": stage_line_finder(building)}
+        if language_model and config.get("kind") == "line_ctc":  # the LM file and the decoding settings
+            from text_recognizer.decoding import stage_language_model
+            config = {**config, "decoding": stage_language_model(building)}
         report = check_parity(recognizer, building, parity_batches, config.get("vocabulary", VOCABULARY))
         if not report["passed"]:
             raise ParityError(f"exported files disagree with the eager model, so nothing was written to {out_dir}: "
@@ -268,7 +283,8 @@ def export_recognizer(recognizer: nn.Module, # LineRecognizer or ParagraphRecogn
                               f"(first: {report['mismatches'][:1]}), largest probability difference "
                               f"{report['max_probability_difference']:.2g}")
         files = {name: {"sha256": sha256_of(building / name), "bytes": (building / name).stat().st_size}
-                 for name in ("model.pt", "model.onnx", "line_finder.pt", "line_finder.onnx") if (building / name).is_file()}
+                 for name in ("model.pt", "model.onnx", "line_finder.pt", "line_finder.onnx", LM_FILE)
+                 if (building / name).is_file()}
         version = config.get("version") or f"{datetime.date.today():%Y.%m.%d}-{files['model.pt']['sha256'][:8]}"
         config = {**config, "version": version, "files": files, "torchscript": how, "parity": report}
         (building / "config.json").write_text(json.dumps(config, indent=2) + "\n")

@@ -138,6 +138,18 @@ def _number(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 # %% ../nbs/41_registry.ipynb
+def _decoding_sentence(config: dict) -> str:
+    "How the artifact's outputs become text, for the card."
+    decoding = config.get("decoding")
+    if not decoding:
+        return "greedy-decoded characters with their probabilities."
+    settings = decoding.get("settings", {})
+    return (f"each step's distribution, read by CTC prefix beam search (beam {settings.get('beam_width')}) with a "
+            f"character {decoding.get('order')}-gram language model ({decoding.get('language_model')}: "
+            f"{decoding.get('text')}; weight {settings.get('alpha')}, {settings.get('beta')} per character); "
+            "the confidence is that of the greedy steps. `decoding=\"greedy\"` reads without the language model.")
+
+
 def model_card(config: dict) -> str:
     "The MODEL_CARD.md of an artifact, written from its config.json."
     training, data, kind = config.get("training", {}), config.get("data", {}), config["kind"]
@@ -156,8 +168,8 @@ def model_card(config: dict) -> str:
         "## How it works", "", config.get("approach") or APPROACHES.get(kind, ""), "",
         f"Input: grayscale, polarity detected and normalized, contrast stretched; "
         f"{config['preprocessing'].get('height')} x {config['preprocessing'].get('width')} pixels per "
-        f"{'line' if kind == 'line_ctc' else 'page'}, ink bright in [0, 1]. Output: greedy-decoded characters with "
-        f"their probabilities. Vocabulary: {len(config['vocabulary'])} tokens (4 special).", "",
+        f"{'line' if kind == 'line_ctc' else 'page'}, ink bright in [0, 1]. Output: {_decoding_sentence(config)} "
+        f"Vocabulary: {len(config['vocabulary'])} tokens (4 special).", "",
         "## Training data", "",
         data.get("description") or "Synthetic handwriting rendered by `text_recognizer.data.synthetic` from "
         "handwriting fonts and English prose mixed with Faker snippets; see the DataModule below.",
@@ -178,7 +190,7 @@ def model_card(config: dict) -> str:
               "not a calibrated probability that the text is right.", "",
               "## Files", ""]
     lines += [f"- `{name}`: {info['bytes'] / 1e6:.1f} MB, sha256 `{info['sha256'][:16]}...`" for name, info in files.items()]
-    lines += ["- `config.json`: vocabulary, preprocessing, line finder, provenance and metrics", "",
+    lines += ["- `config.json`: vocabulary, preprocessing, line finder, decoding, provenance and metrics", "",
               "## Reproduce", "", "```bash"]
     lines += [f"{training['command']}  # train" if training.get("command") else "# training command not recorded"]
     lines += [f"{config['staging']['command']}  # stage" if config.get("staging", {}).get("command") else ""]

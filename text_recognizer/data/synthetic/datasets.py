@@ -49,9 +49,10 @@ class _SyntheticDataset(torch.utils.data.Dataset):
                  stroke_fraction: float = 0.0,  # lines: the share written along pen strokes (Hershey) instead of a font
                  stroke_families=None,  # their families; None: TRAIN_STROKE_FAMILIES (held-out ones with held-out fonts)
                  scan_fraction: float = 0.0,  # lines: the share made to look scanned or photographed (`degrade_scan`)
-                 glyph_warp: float = 0.0):  # lines in fonts: each line's per-letter warp (`warp_glyph`) drawn in [0, this]
+                 glyph_warp: float = 0.0,  # lines in fonts: each line's per-letter warp (`warp_glyph`) drawn in [0, this]
+                 capitals: float = 0.0):  # lines: the share written in block capitals
         self.stroke_fraction, self.scan_fraction = float(stroke_fraction), float(scan_fraction)
-        self.glyph_warp = float(glyph_warp)
+        self.glyph_warp, self.capitals = float(glyph_warp), float(capitals)
         self.stroke_families = stroke_families or (HELD_OUT_STROKE_FAMILIES if fonts is None and text_split == "heldout"
                                                    else TRAIN_STROKE_FAMILIES)
         self.num_samples, self.seed, self.augment = int(num_samples), int(seed), augment
@@ -83,10 +84,11 @@ class _SyntheticDataset(torch.utils.data.Dataset):
                 f"text={self.text_split!r}, fonts={sorted({f.family for f in self.faces})}, augment={self.augment})")
 
 # %% ../../../nbs/12g_data.synthetic.datasets.ipynb
-def _line_text(rng: np.random.Generator, style, text_split: str) -> str:
+def _line_text(rng: np.random.Generator, style, text_split: str, capitals: bool = False) -> str:
     "A line's text that fits the line's width when written by `style` (the width varies a little from line to line)."
     width = LINE_IMAGE_WIDTH * (NOMINAL_INK_HEIGHT + 6) / LINE_IMAGE_HEIGHT * rng.uniform(0.85, 1.05)
-    return sample_line_text(rng, text_split, MAX_LINE_LENGTH, WidthLimit(style.face, width, style.word_spacing))
+    return sample_line_text(rng, text_split, MAX_LINE_LENGTH, WidthLimit(style.face, width, style.word_spacing),
+                            capitals)
 
 # %% ../../../nbs/12g_data.synthetic.datasets.ipynb
 class SyntheticLineDataset(_SyntheticDataset):
@@ -95,11 +97,12 @@ class SyntheticLineDataset(_SyntheticDataset):
     def sample(self, index: int) -> tuple:
         "The PIL image and text of line `index`."
         rng = self.rng(index)
+        capitals = bool(self.capitals and rng.random() < self.capitals)  # no draw when 0: old samples unchanged
         if self.stroke_fraction and rng.random() < self.stroke_fraction:  # no draw at all when 0: old samples unchanged
-            image, text = sample_stroke_line(rng, self.text_split, self.stroke_families, self.augment)
+            image, text = sample_stroke_line(rng, self.text_split, self.stroke_families, self.augment, capitals)
         else:
             style = sample_style(rng, self.faces, self.augment)
-            text = _line_text(rng, style, self.text_split)
+            text = _line_text(rng, style, self.text_split, capitals)
             if self.glyph_warp and self.augment:  # no draw when 0: old samples unchanged
                 style = replace(style, glyph_warp=float(rng.uniform(0.0, self.glyph_warp)))
             image = render_line(text, rng=rng, style=style, augment=self.augment)

@@ -349,11 +349,12 @@ class StrokeWidthLimit:
         return sum(map(self.word, words)) + self.space * (len(words) - 1) <= self.max_width
 
 # %% ../../../nbs/12e_data.synthetic.strokes.ipynb
-def sample_stroke_line(rng: np.random.Generator, split: str = "train", family=None, augment: bool = True) -> tuple:
+def sample_stroke_line(rng: np.random.Generator, split: str = "train", family=None, augment: bool = True,
+                       capitals: bool = False) -> tuple:  # the line in block capitals
     "(image, text): a random line of `split` text written by a random writer of `family` (None: TRAIN_STROKE_FAMILIES)."
     style = sample_stroke_style(rng, family, augment)
     limit = StrokeWidthLimit(style.family, LINE_WIDTH_UNITS * rng.uniform(0.85, 1.05), style.word_spacing)
-    text = sample_line_text(rng, split, MAX_LINE_LENGTH, limit)
+    text = sample_line_text(rng, split, MAX_LINE_LENGTH, limit, capitals)
     return render_stroke_line(text, rng=rng, style=style, augment=augment), text
 
 

@@ -188,10 +188,12 @@ def take_words(words: list[str], max_length: int = MAX_LINE_LENGTH,
 # %% ../../../nbs/12b_data.synthetic.text.ipynb
 def sample_line_text(rng: np.random.Generator, split: str = "train",
                      max_length: int = MAX_LINE_LENGTH,  # most characters in the line
-                     limit=None) -> str:  # a `WidthLimit`: stop before the line is too wide
+                     limit=None,  # a `WidthLimit`: stop before the line is too wide
+                     capitals: bool = False) -> str:  # the line in block capitals, as forms are often filled in
     "A random line of `split` text, in the vocabulary, of random length up to `max_length`."
     length = int(round(rng.triangular(min(8, max_length), max_length, max_length)))  # mostly long, like IAM
-    return take_words(sample_words(rng, _check_split(split), count=16), length, limit)
+    words = sample_words(rng, _check_split(split), count=16)
+    return take_words([word.upper() for word in words] if capitals else words, length, limit)
 
 # %% ../../../nbs/12b_data.synthetic.text.ipynb
 def wrap_words(words: list[str], limit: WidthLimit, max_lines: int = MAX_PARAGRAPH_LINES,
