@@ -96,7 +96,7 @@ def test_beam_search_edge_cases():
 
 def test_the_shipped_language_model_loads_and_prefers_english():
     lm = load_lm(LM_DIR / LM_FILE)
-    assert lm.order == 5 and len(lm.alphabet) == 79
+    assert lm.order == 6 and len(lm.alphabet) == 79
     for good, bad in [("under the", "uuder the"), ("leaders", "leoders"), ("MERCHANTABILITY", "MERCHAll 74832JTy"),
                       ("on 12/03/1999", "on 12/O3/1999")]:
         assert lm.score(good) > lm.score(bad), (good, bad)

@@ -403,3 +403,15 @@ def test_text_pools_are_the_same_in_another_process():
             "hashlib.sha256('\\n'.join(prose_sentences('heldout')).encode()).hexdigest())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == [digest(faker_lines("train")), digest(prose_sentences("heldout"))]
+
+
+def test_capitals_write_a_share_of_lines_in_block_capitals_and_leave_other_lines_alone():
+    plain = SyntheticLineDataset(40, seed=6, stroke_fraction=0.35)
+    shouting = SyntheticLineDataset(40, seed=6, stroke_fraction=0.35, capitals=0.5)
+    assert [plain.sample(i)[1] for i in range(5)] == [SyntheticLineDataset(40, seed=6, stroke_fraction=0.35,
+                                                                           capitals=0.0).sample(i)[1] for i in range(5)]
+    texts = [shouting.sample(i)[1] for i in range(40)]
+    upper = [t for t in texts if t == t.upper() and any(c.isalpha() for c in t)]
+    assert 10 <= len(upper) <= 30 and texts == [shouting.sample(i)[1] for i in range(40)]  # about half, deterministic
+    image, text = shouting.sample(texts.index(upper[0]))
+    assert np.asarray(image).min() < 128  # written, with ink

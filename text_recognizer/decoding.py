@@ -187,7 +187,7 @@ def ctc_beam_search(log_probs: np.ndarray, # (steps, classes) log-probabilities 
     return max(beams, key=lambda beam: total(beam[1], beam[2]) + lm_score[beam[0]])[0]
 
 # %% ../nbs/42b_decoding.ipynb
-DECODING_DEFAULTS = {"alpha": 0.2, "beta": 0.3, "beam_width": 8, "prune": 0.01}
+DECODING_DEFAULTS = {"alpha": 0.3, "beta": 1.0, "beam_width": 8, "prune": 0.01}
 
 
 class BeamDecoder:
@@ -222,7 +222,7 @@ def language_model_texts(capitals: float = CAPITALS_FRACTION, seed: int = 0) -> 
     return texts + [text.upper() for text in texts if rng.random() < capitals]
 
 
-def build_language_model(path, order: int = 5, capitals: float = CAPITALS_FRACTION) -> CharLM:
+def build_language_model(path, order: int = 6, capitals: float = CAPITALS_FRACTION) -> CharLM:
     "Count the project's language model (`language_model_texts`) and save it to `path`."
     from text_recognizer.metadata import CHARACTERS
 
