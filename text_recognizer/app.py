@@ -100,7 +100,7 @@ def _finite_or_none(value):
 
 # %% ../nbs/50_app.ipynb
 def format_details(details: dict, total_ms: float | None = None) -> str:
-    "One line of Markdown: latency, model version, backend and confidence of a reading."
+    "One line of Markdown: latency, model version, backend, decoding and confidence of a reading."
     latency, confidence = _finite_or_none(details.get("latency_ms")), _finite_or_none(details.get("confidence"))
     parts = []
     if total_ms is not None:
@@ -109,6 +109,7 @@ def format_details(details: dict, total_ms: float | None = None) -> str:
         parts.append(f"**latency** {latency:.0f} ms")
     parts.append(f"**model** `{details.get('model_version') or 'unknown'}`")
     parts += [f"**backend** {details['backend']}"] if details.get("backend") else []
+    parts += [f"**decoding** {details['decoding']}"] if details.get("decoding") else []
     parts += [f"**confidence** {confidence:.2f}"] if confidence is not None else []
     return " · ".join(parts)
 
