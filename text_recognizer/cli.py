@@ -7,6 +7,7 @@ __all__ = ['SUBCOMMANDS', 'usage', 'main']
 
 # %% ../nbs/90_cli.ipynb
 import importlib
+import os
 import sys
 
 # %% ../nbs/90_cli.ipynb
@@ -49,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"text-recognizer {name}: missing dependency {error.name!r}; install the project's extras "
               "(pip install -e '.[all]') or run `make setup`", file=sys.stderr)
         return 2
-    return int((module.demo if name == "demo" else module.main)(rest) or 0)
+    try:
+        return int((module.demo if name == "demo" else module.main)(rest) or 0)
+    except BrokenPipeError:  # whoever read our output stopped (`... | head -1`): end quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+        return 1
 
 # %% ../nbs/90_cli.ipynb
 if __name__ == "__main__" and "ipykernel" not in sys.modules:  # python -m text_recognizer.cli
