@@ -78,10 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     from quality import clean
 
     from text_recognizer.data.synthetic import TRAIN_FONTS, load_fonts, render_line, sample_style
-    from text_recognizer.data.synthetic.text import faker_lines, prose_sentences
-    from text_recognizer.decoding import DECODING_DEFAULTS, CharLM, ctc_beam_search
+    from text_recognizer.decoding import (
+        DECODING_DEFAULTS,
+        CharLM,
+        ctc_beam_search,
+        language_model_texts,
+        lm_alphabet,
+    )
     from text_recognizer.evaluation import edit_distance
-    from text_recognizer.metadata import CHARACTERS
     from text_recognizer.predictor import ParagraphTextRecognizer, prepare_image
 
     recognizer = ParagraphTextRecognizer(args.artifact, num_threads=1, decoding="greedy")
@@ -97,10 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         sets[name] = reads
     print(f"{recognizer!r}: {args.lines} prose and {args.lines} licence lines in the training fonts", flush=True)
 
-    alphabet = "".join(c for c in CHARACTERS if c != "\n")
-    fit_text = [s for s in prose_sentences("train") if not held_back(s)] + list(faker_lines("train"))
-    pick = np.random.default_rng(0)
-    capitalized = [t.upper() for t in fit_text if pick.random() < 0.05]
+    alphabet = lm_alphabet()
 
     def cer(reads, **settings) -> float:
         edits = sum(edit_distance(" ".join(ctc_beam_search(lp, recognizer.vocabulary, **settings) for lp in crops).strip(),
@@ -123,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     measure("beam of 8, no language model", beam_width=8)
     models = {}
     for order, capitals in itertools.product((4, 5, 6), (0.0, 0.05)):
-        models[order, capitals] = CharLM.fit(fit_text + (capitalized if capitals else []), order, alphabet)
+        texts = language_model_texts(capitals, keep=lambda sentence: not held_back(sentence))
+        models[order, capitals] = CharLM.fit(texts, order, alphabet)
         for alpha in (0.1, 0.2, 0.3, 0.5):
             measure(f"order {order}, capitals {capitals}, alpha {alpha}", lm=models[order, capitals], order=order,
                     capitals=capitals, alpha=alpha, beta=0.3, beam_width=8)

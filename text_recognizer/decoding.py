@@ -4,7 +4,8 @@
 
 # %% auto 0
 __all__ = ['LM_FORMAT', 'NEG_INF', 'DECODING_DEFAULTS', 'LM_DIR', 'LM_FILE', 'CAPITALS_FRACTION', 'CharLM', 'save_lm', 'load_lm',
-           'ctc_beam_search', 'BeamDecoder', 'language_model_texts', 'build_language_model', 'stage_language_model']
+           'ctc_beam_search', 'BeamDecoder', 'language_model_texts', 'lm_alphabet', 'build_language_model',
+           'stage_language_model']
 
 # %% ../nbs/42b_decoding.ipynb
 import gzip
@@ -153,23 +154,18 @@ def ctc_beam_search(log_probs: np.ndarray, # (steps, classes) log-probabilities 
     use_lm = lm is not None and alpha != 0.0
     lm_score = {"": 0.0}  # prefix -> alpha * log P_lm + beta * length
     beams = [("", 0.0, NEG_INF)]  # (prefix, log P(paths ending in blank), log P(paths ending in its last char))
-
-    def total(pb, pnb):
-        return _log_add(pb, pnb)
-
     for step, row in enumerate(log_probs):
-        if not active[step]:  # only the blank is likely: every prefix stays, now ending in a blank
-            blank = float(row[blank_index])
-            beams = [(prefix, total(pb, pnb) + blank, NEG_INF) for prefix, pb, pnb in beams]
-            continue
         blank = float(row[blank_index])
+        if not active[step]:  # only the blank is likely: every prefix stays, now ending in a blank
+            beams = [(prefix, _log_add(pb, pnb) + blank, NEG_INF) for prefix, pb, pnb in beams]
+            continue
         likely = writable[row[writable] > floor]
         if len(likely) > beam_width:  # an unsure step (an untrained model's are all unsure): the best few
             likely = likely[np.argsort(row[likely])[-beam_width:]]
         tries = [(vocabulary[i], float(row[i])) for i in likely]
         grown = {}  # prefix -> [log P(ends in blank), log P(ends in char)]
         for prefix, pb, pnb in beams:
-            both = total(pb, pnb)
+            both = _log_add(pb, pnb)
             same = grown.setdefault(prefix, [NEG_INF, NEG_INF])
             same[0] = _log_add(same[0], both + blank)
             for char, p in tries:
@@ -182,9 +178,9 @@ def ctc_beam_search(log_probs: np.ndarray, # (steps, classes) log-probabilities 
                     entry[1] = _log_add(entry[1], pb + p)
                 else:
                     entry[1] = _log_add(entry[1], both + p)
-        ranked = sorted(grown.items(), key=lambda item: total(*item[1]) + lm_score[item[0]], reverse=True)
+        ranked = sorted(grown.items(), key=lambda item: _log_add(*item[1]) + lm_score[item[0]], reverse=True)
         beams = [(prefix, pb, pnb) for prefix, (pb, pnb) in ranked[:beam_width]]
-    return max(beams, key=lambda beam: total(beam[1], beam[2]) + lm_score[beam[0]])[0]
+    return max(beams, key=lambda beam: _log_add(beam[1], beam[2]) + lm_score[beam[0]])[0]
 
 # %% ../nbs/42b_decoding.ipynb
 DECODING_DEFAULTS = {"alpha": 0.3, "beta": 1.0, "beam_width": 8, "prune": 0.01}
@@ -213,20 +209,26 @@ LM_FILE = "char_lm.tsv.gz"
 CAPITALS_FRACTION = 0.05  # texts copied again in capitals
 
 
-def language_model_texts(capitals: float = CAPITALS_FRACTION, seed: int = 0) -> list[str]:
+def language_model_texts(capitals: float = CAPITALS_FRACTION, seed: int = 0,
+                         keep=None) -> list[str]:  # a test of each prose sentence (None: all); held-back ones fail it
     "The training split of the prose and Faker lines, with a `capitals` share copied again in upper case."
     from text_recognizer.data.synthetic.text import faker_lines, prose_sentences
 
-    texts = list(prose_sentences("train")) + list(faker_lines("train"))
+    texts = [s for s in prose_sentences("train") if keep is None or keep(s)] + list(faker_lines("train"))
     rng = np.random.default_rng(seed)
     return texts + [text.upper() for text in texts if rng.random() < capitals]
 
 
-def build_language_model(path, order: int = 6, capitals: float = CAPITALS_FRACTION) -> CharLM:
-    "Count the project's language model (`language_model_texts`) and save it to `path`."
+def lm_alphabet() -> str:
+    "The characters a line can hold: the vocabulary without its specials and the newline between lines."
     from text_recognizer.metadata import CHARACTERS
 
-    lm = CharLM.fit(language_model_texts(capitals), order, "".join(c for c in CHARACTERS if c != "\n"))
+    return "".join(c for c in CHARACTERS if c != "\n")
+
+
+def build_language_model(path, order: int = 6, capitals: float = CAPITALS_FRACTION) -> CharLM:
+    "Count the project's language model (`language_model_texts`) and save it to `path`."
+    lm = CharLM.fit(language_model_texts(capitals), order, lm_alphabet())
     save_lm(lm, path)
     return lm
 

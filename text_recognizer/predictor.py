@@ -323,6 +323,10 @@ def load_decoder(artifact_dir, # the artifact folder
     entry = config.get("decoding")
     if decoding == "greedy" or not entry or config.get("kind") != "line_ctc":
         return None
+    if "log_probs" not in config.get("outputs", {}).get("names", []):
+        raise ArtifactError(f"{Path(artifact_dir) / 'config.json'} names a language model, but its model file does not "
+                            f"return log_probs for it to read: re-export the model (or read with decoding='greedy'). "
+                            f"{_how_to_stage(Path(artifact_dir))}")
     path = verify_model_file(artifact_dir, config, entry["language_model"])
     try:
         lm = load_lm(path)
