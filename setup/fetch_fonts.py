@@ -2,7 +2,7 @@
 
 The renderer's fonts come from the `fontpkg-*` packages on PyPI, and nine handwriting families is all
 they offer. A recognizer that has seen nine hands reads a tenth badly (the held-out fonts in
-bench/results/quality.json), so the project bundles 56 more handwriting families (OFL or Apache
+bench/results/quality.json), so the project bundles 123 more handwriting families (OFL or Apache
 licensed, so they may be redistributed) in `text_recognizer/artifacts/fonts/`: one Latin regular WOFF2
 file per family, its licence beside it, and `fonts.json`, the manifest that pins each package's version
 and npm integrity hash and each file's sha256. The renderer finds them by family name
@@ -36,24 +36,39 @@ FONTS_DIR = ROOT / "text_recognizer" / "artifacts" / "fonts"  # --dir names anot
 
 # Handwriting families chosen by looking at every one (a sample sheet per family): each has real
 # lowercase letters (Rock Salt, Walter Turncoat and Give You Glory write lowercase as capitals, which
-# would teach wrong case) and is legible (Meddon is not). Shadows Into Light Two is left out on purpose:
+# would teach wrong case) and is legible (Meddon, League Script and Mrs Saint Delafield are not). Shadows Into Light Two is left out on purpose:
 # it is a sibling of the held-out Shadows Into Light. `True` marks connected scripts, which the renderer
 # spaces and jitters less so their joins stay joined.
 FAMILIES = {
-    "allura": True, "annie-use-your-telescope": False, "architects-daughter": False, "bad-script": False,
-    "calligraffitti": False, "caveat-brush": False, "cedarville-cursive": True, "charm": False,
-    "coming-soon": False, "cookie": True, "courgette": True, "covered-by-your-grace": False,
-    "crafty-girls": False, "damion": True, "dawning-of-a-new-day": True, "dekko": False, "delius": False,
-    "edu-sa-beginner": False, "gaegu": False, "gloria-hallelujah": False, "gochi-hand": False,
-    "handlee": False, "homemade-apple": True, "itim": False, "just-another-hand": False,
-    "just-me-again-down-here": False, "kaushan-script": True, "kristi": True, "la-belle-aurore": False,
+    "alex-brush": True, "allison": True, "allura": True, "annie-use-your-telescope": False,
+    "architects-daughter": False, "arizonia": True, "bad-script": False, "beth-ellen": True,
+    "birthstone": True, "calligraffitti": False, "caveat-brush": False, "cedarville-cursive": True,
+    "charm": False, "charmonman": False, "chilanka": False, "clicker-script": True, "comforter": False,
+    "comic-neue": False, "coming-soon": False, "cookie": True, "courgette": True,
+    "covered-by-your-grace": False, "crafty-girls": False, "damion": True, "dawning-of-a-new-day": True,
+    "dekko": False, "delicious-handrawn": False, "delius": False, "dr-sugiyama": True, "east-sea-dokdo": False,
+    "edu-au-vic-wa-nt-hand": False, "edu-nsw-act-cursive": False, "edu-nsw-act-foundation": False,
+    "edu-qld-beginner": False, "edu-qld-hand": False, "edu-sa-beginner": False, "edu-tas-beginner": False,
+    "edu-vic-wa-nt-beginner": False, "engagement": True, "fuzzy-bubbles": False, "gaegu": False,
+    "gamja-flower": False, "gloria-hallelujah": False, "gochi-hand": False, "grand-hotel": True,
+    "grape-nuts": False, "handlee": False, "herr-von-muellerhoff": True, "hi-melody": False,
+    "homemade-apple": True, "hurricane": True, "ingrid-darling": True, "italianno": True, "itim": False,
+    "jim-nightshade": False, "just-another-hand": False, "just-me-again-down-here": False,
+    "kaushan-script": True, "klee-one": False, "kranky": False, "kristi": True, "la-belle-aurore": False,
     "lobster-two": True, "loved-by-the-king": False, "mali": False, "mansalva": False, "marck-script": True,
-    "mr-dafoe": True, "nanum-pen-script": False, "neucha": False, "norican": True,
-    "nothing-you-could-do": False, "oleo-script": False, "over-the-rainbow": False, "pacifico": True,
-    "pangolin": False, "parisienne": True, "patrick-hand": False, "playpen-sans": False,
-    "reenie-beanie": False, "sacramento": True, "schoolbell": False, "shantell-sans": False,
-    "short-stack": False, "sriracha": False, "sue-ellen-francisco": False, "swanky-and-moo-moo": False,
-    "the-girl-next-door": False, "waiting-for-the-sunrise": False,
+    "meow-script": True, "merienda": False, "mr-dafoe": True, "mr-de-haviland": True, "ms-madi": True,
+    "mynerve": False, "nanum-brush-script": False, "nanum-pen-script": False, "nerko-one": False,
+    "neucha": False, "niconne": True, "norican": True, "nothing-you-could-do": False, "oleo-script": False,
+    "oooh-baby": False, "over-the-rainbow": False, "pacifico": True, "pangolin": False, "parisienne": True,
+    "patrick-hand": False, "petit-formal-script": True, "pinyon-script": True, "playball": True,
+    "playpen-sans": False, "qwigley": True, "rancho": False, "reenie-beanie": False, "rouge-script": True,
+    "ruge-boogie": False, "ruthie": True, "sacramento": True, "schoolbell": False, "seaweed-script": True,
+    "sedgwick-ave": False, "shantell-sans": False, "short-stack": False, "single-day": False, "sofia": True,
+    "solitreo": False, "square-peg": False, "sriracha": False, "style-script": True,
+    "sue-ellen-francisco": False, "sunshiney": False, "swanky-and-moo-moo": False, "tangerine": True,
+    "the-girl-next-door": False, "twinkle-star": False, "unkempt": False, "updock": True, "vibur": False,
+    "waiting-for-the-sunrise": False, "whisper": True, "yesteryear": True, "yomogi": False,
+    "zen-kurenaido": False,
 }
 
 

@@ -22,6 +22,7 @@ from text_recognizer.data.synthetic import (
     FONTPKG_FAMILIES,
     HELD_OUT_FONTS,
     TRAIN_FONTS,
+    VALIDATION_FONTS,
     FontError,
     SyntheticLineDataset,
     SyntheticParagraphDataset,
@@ -219,8 +220,11 @@ def test_a_folder_of_fonts_loads_and_renders(tmp_path):
     assert all(np.array_equal(plain[0], p) for p in plain)  # the WOFF draws exactly like the TTF
 
 
-def test_held_out_fonts_are_not_training_fonts():
-    assert set(HELD_OUT_FONTS).isdisjoint(TRAIN_FONTS) and set(HELD_OUT_FONTS) | set(TRAIN_FONTS) == set(FONT_FAMILIES)
+def test_held_out_and_validation_fonts_are_not_training_fonts():
+    assert set(HELD_OUT_FONTS).isdisjoint(TRAIN_FONTS) and set(VALIDATION_FONTS).isdisjoint(TRAIN_FONTS)
+    assert set(HELD_OUT_FONTS).isdisjoint(VALIDATION_FONTS) and len(VALIDATION_FONTS) >= 6
+    assert set(HELD_OUT_FONTS) | set(VALIDATION_FONTS) | set(TRAIN_FONTS) == set(FONT_FAMILIES)
+    assert {face.family for face in load_fonts(VALIDATION_FONTS)} == set(VALIDATION_FONTS)
 
 
 # bundled fonts (setup/fetch_fonts.py)
@@ -234,7 +238,7 @@ def check_fonts(folder: Path) -> subprocess.CompletedProcess:
 
 
 def test_bundled_fonts_are_training_fonts_with_licences_and_no_held_out_sibling():
-    assert len(BUNDLED_FAMILIES) >= 50 and set(BUNDLED_FAMILIES) <= set(TRAIN_FONTS)
+    assert len(BUNDLED_FAMILIES) >= 120 and set(BUNDLED_FAMILIES) <= set(TRAIN_FONTS) | set(VALIDATION_FONTS)
     assert set(BUNDLED_FAMILIES).isdisjoint(FONTPKG_FAMILIES)
     assert not any(held in family for held in HELD_OUT_FONTS for family in BUNDLED_FAMILIES)
     assert {"Cookie", "Damion"} <= set(CURSIVE_FAMILIES) and "Patrick Hand" not in CURSIVE_FAMILIES
