@@ -419,3 +419,16 @@ def test_capitals_write_a_share_of_lines_in_block_capitals_and_leave_other_lines
     assert 10 <= len(upper) <= 30 and texts == [shouting.sample(i)[1] for i in range(40)]  # about half, deterministic
     image, text = shouting.sample(texts.index(upper[0]))
     assert np.asarray(image).min() < 128  # written, with ink
+
+
+def test_width_jitter_makes_lines_narrower_or_wider_and_leaves_texts_and_other_datasets_alone():
+    plain = SyntheticLineDataset(12, seed=8, stroke_fraction=0.35)
+    jittered = SyntheticLineDataset(12, seed=8, stroke_fraction=0.35, width_jitter=0.3)
+    assert all(np.array_equal(np.asarray(plain.sample(i)[0]), np.asarray(SyntheticLineDataset(
+        12, seed=8, stroke_fraction=0.35, width_jitter=0.0).sample(i)[0])) for i in range(3))  # no draw when 0
+    ratios = [jittered.sample(i)[0].width / plain.sample(i)[0].width for i in range(12)]
+    assert [jittered.sample(i)[1] for i in range(12)] == [plain.sample(i)[1] for i in range(12)]
+    assert min(ratios) < 0.95 and max(ratios) > 1.05 and all(0.73 < r < 1.36 for r in ratios)
+    assert np.array_equal(np.asarray(jittered.sample(4)[0]), np.asarray(jittered.sample(4)[0]))  # deterministic
+    unaugmented = SyntheticLineDataset(3, seed=8, width_jitter=0.3, augment=False).sample(0)[0]
+    assert unaugmented.size == SyntheticLineDataset(3, seed=8, augment=False).sample(0)[0].size  # plain lines: as drawn
