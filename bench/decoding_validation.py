@@ -73,7 +73,7 @@ def validation_lines(count: int, seed: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lines", type=int, default=60, help="lines of each set")
+    parser.add_argument("--lines", type=int, default=100, help="lines of each set")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--artifact", help="artifact folder (default: the shipped model)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -145,11 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     # the lowest mean CER to 0.01 points; a tie goes to the smaller model
     best = min((r for r in rows if "alpha" in r), key=lambda r: (round(r["mean"], 4), r["order"], r["capitals"]))
     order, capitals, alpha = best["order"], best["capitals"], best["alpha"]
-    for beta in (0.0, 0.6, 1.0, 1.5):  # then the bonus per character, at a beam of 8
-        measure(f"order {order}, capitals {capitals}, alpha {alpha}, beta {beta}", lm=models[order, capitals],
-                order=order, capitals=capitals, alpha=alpha, beta=beta, beam_width=8)
-    chosen_row = min((r for r in rows if r.get("order") == order and r.get("capitals") == capitals
-                      and r.get("alpha") == alpha), key=lambda r: (round(r["mean"], 4), r["beta"] != 0.3))  # a tie keeps 0.3
+    # then the weight and the bonus per character together, at a beam of 8 (the best weight at one bonus may
+    # not be the best at another)
+    for alpha_, beta in itertools.product((0.1, 0.2, 0.3, 0.5), (0.0, 0.6, 1.0, 1.5)):
+        measure(f"order {order}, capitals {capitals}, alpha {alpha_}, beta {beta}", lm=models[order, capitals],
+                order=order, capitals=capitals, alpha=alpha_, beta=beta, beam_width=8)
+    chosen_row = min((r for r in rows if r.get("order") == order and r.get("capitals") == capitals and "beta" in r
+                      and r.get("beam_width") == 8),
+                     key=lambda r: (round(r["mean"], 4), r["beta"] != 0.3, r["alpha"]))  # a tie keeps 0.3, then less LM
+    alpha = chosen_row["alpha"]
     for width in (5, 16):  # for the record: how much the beam's width matters
         measure(f"order {order}, capitals {capitals}, alpha {alpha}, beta {chosen_row['beta']}, beam {width}",
                 lm=models[order, capitals], order=order, capitals=capitals, alpha=alpha, beta=chosen_row["beta"],
