@@ -373,3 +373,14 @@ def test_bad_feedback_folders_are_clear_errors(tmp_path, capsys):
             "--output-dir", str(tmp_path / "run"), "--data.feedback_dir", str(unreadable)]
     assert training.main(argv) == 2
     assert "cannot read the image" in capsys.readouterr().err
+
+
+def test_last_checkpoint_holds_the_final_weights_even_when_the_last_validation_is_not_a_best_one(tmp_path):
+    "Lightning rewrites last.ckpt only in a step that saved a best checkpoint; `fit` saves the final weights anyway."
+    config = config_for("SyntheticLines", "LineCNNLSTM", tmp_path / "run", "tiny", max_steps=5, limit_train_batches=5,
+                        val_check_interval=2, limit_val_batches=1, num_sanity_val_steps=0)
+    config["test"] = False
+    summary = training.train(config)
+    last = torch.load(summary["last_checkpoint"], map_location="cpu", weights_only=True)
+    best = torch.load(summary["best_checkpoint"], map_location="cpu", weights_only=True)
+    assert summary["global_step"] == 5 and last["global_step"] == 5 and best["global_step"] < 5

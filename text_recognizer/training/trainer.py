@@ -124,9 +124,12 @@ def record_run(trainer: L.Trainer, loggers: list, config: dict, command: str | N
 
 # %% ../../nbs/34c_training.trainer.ipynb
 def fit(trainer: L.Trainer, lit: L.LightningModule, data: L.LightningDataModule, plan: RunPlan) -> None:
-    "`trainer.fit`, resuming if the plan says so; if it stops early, say how to continue, close W&B, re-raise."
+    "`trainer.fit`, resuming if the plan says so, then the final weights as last.ckpt; if it stops early, say how to continue, close W&B, re-raise."
     try:
         trainer.fit(lit, datamodule=data, ckpt_path=plan.resume_path, weights_only=True)
+        callback = trainer.checkpoint_callback
+        if callback is not None and callback.save_last and callback.dirpath:  # Lightning rewrites last.ckpt only in a
+            trainer.save_checkpoint(Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}.ckpt")  # step with a best one
     except BaseException:  # SIGTERM (preemption), Ctrl-C, or an error
         if trainer.is_global_zero:
             print(f"\ntraining stopped before the end; continue it with the same command plus "
