@@ -1,6 +1,6 @@
 """How the beam search's settings were chosen: CER on validation lines (training fonts and unseen hands), never the held-out bench.
 
-    .venv/bin/python bench/decoding_validation.py            # about 2 minutes on 1 CPU thread
+    .venv/bin/python bench/decoding_validation.py            # a few minutes on 1 CPU thread
     .venv/bin/python bench/decoding_validation.py --lines 20 --out /tmp/decoding.json   # a quick check
 
 The shipped reader (`--artifact`) reads validation lines, and its per-step log-probabilities are decoded
@@ -15,8 +15,10 @@ weights. The lines:
   seen, where it is least sure and the language model matters most.
 After the choice, for the record only: 2 x `--lines` lines of GPL-3 in the held-out fonts, greedy against the
 shipped decoder and language model. Every language model here counts the training text without the held-back sentences, with `--capitals` of it
-copied again in capitals (0 and 0.05 are compared). The settings with the lowest mean CER of the three sets are
-printed with the shipped ones (`decoding.DECODING_DEFAULTS`). Results go to bench/results/decoding_validation.json.
+copied again in capitals (0 and 0.05 are compared). First the order, the capitals share and the weight alpha
+are chosen at beta 0.3, then alpha and beta together at that order. The settings with the lowest mean CER of the
+three sets are printed with the shipped ones (`decoding.DECODING_DEFAULTS`). Results go to
+bench/results/decoding_validation.json.
 """
 
 import argparse
