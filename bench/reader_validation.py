@@ -30,7 +30,13 @@ sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "bench" / "results" / "reader_validation.json"
 SHIPPED = ROOT / "text_recognizer" / "artifacts" / "paragraph_text_recognizer"
-MIX = {"stroke_fraction": 0.35, "scan_fraction": 0.5, "glyph_warp": 0.1}  # the line_lstm recipe's mix
+
+
+def recipe_mix() -> dict:
+    "The `line_lstm` recipe's pens, scans and per-letter warp (block capitals and widths are sets of their own)."
+    from text_recognizer.training.config import RECIPES
+
+    return {k: RECIPES["line_lstm"]["data_args"][k] for k in ("stroke_fraction", "scan_fraction", "glyph_warp")}
 
 
 def validation_sets(lines: int) -> dict:
@@ -41,10 +47,10 @@ def validation_sets(lines: int) -> dict:
         dataset = SyntheticLineDataset(count, seed=seed, stream="val", **options)
         return [dataset.sample(i) for i in range(count)]
 
-    plain = samples(3 * lines, 41)
+    plain, mix = samples(3 * lines, 41), recipe_mix()
     return {"unseen hands": {font: samples(lines, 31 + k, fonts=[font]) for k, font in enumerate(VALIDATION_FONTS)},
-            "training mix": {"all": samples(8 * lines, 21, **MIX)},
-            "block capitals": {"all": samples(4 * lines, 22, capitals=1.0, **MIX)},
+            "training mix": {"all": samples(8 * lines, 21, **mix)},
+            "block capitals": {"all": samples(4 * lines, 22, capitals=1.0, **mix)},
             **{f"width x{factor}": {"all": [(stretch_width(image, factor), text) for image, text in plain]}
                for factor in (1.0, 0.7, 1.4)}}
 
@@ -92,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                      "training mix, block capitals), greedy and with each reader's decoding",
         "date": utc_now(), "command": command_line("reader_validation.py", argv),
         "machine": {**measured_on, "load_average_at_end": load_average()},
-        "settings": {"lines_per_family": args.lines, "mix": MIX, "stream": "val"},
+        "settings": {"lines_per_family": args.lines, "mix": recipe_mix(), "stream": "val"},
         "results": rows, "decision": {"candidate": new["version"], "against": old["version"], "keep": keep,
                                       "rule": "lower mean unseen-hands CER with its decoding, and no other set "
                                               "worse by more than 0.5 points"},
