@@ -432,3 +432,24 @@ def test_width_jitter_makes_lines_narrower_or_wider_and_leaves_texts_and_other_d
     assert np.array_equal(np.asarray(jittered.sample(4)[0]), np.asarray(jittered.sample(4)[0]))  # deterministic
     unaugmented = SyntheticLineDataset(3, seed=8, width_jitter=0.3, augment=False).sample(0)[0]
     assert unaugmented.size == SyntheticLineDataset(3, seed=8, augment=False).sample(0)[0].size  # plain lines: as drawn
+
+
+def test_letter_elastic_reshapes_letters_in_fonts_only_and_keeps_texts_and_ink_in_the_frame():
+    plain = SyntheticLineDataset(12, seed=9, stroke_fraction=0.35)
+    reshaped = SyntheticLineDataset(12, seed=9, stroke_fraction=0.35, letter_elastic=2.0)
+    assert all(np.array_equal(np.asarray(plain.sample(i)[0]), np.asarray(SyntheticLineDataset(
+        12, seed=9, stroke_fraction=0.35, letter_elastic=0.0).sample(i)[0])) for i in range(3))  # no draw when 0
+    assert [reshaped.sample(i)[1] for i in range(12)] == [plain.sample(i)[1] for i in range(12)]
+    assert np.array_equal(np.asarray(reshaped.sample(5)[0]), np.asarray(reshaped.sample(5)[0]))  # deterministic
+    changed = sum(not np.array_equal(np.asarray(reshaped.sample(i)[0]), np.asarray(plain.sample(i)[0])) for i in range(12))
+    assert changed >= 6  # the font lines (about two in three)
+    strokes = [SyntheticLineDataset(4, seed=9, stroke_fraction=1.0, letter_elastic=le).sample(i)[0] for le in (0.0, 3.0)
+               for i in range(4)]
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(strokes[:4], strokes[4:]))  # pens: untouched
+    unaugmented = SyntheticLineDataset(3, seed=9, letter_elastic=2.0, augment=False).sample(0)[0]
+    assert np.array_equal(np.asarray(unaugmented), np.asarray(SyntheticLineDataset(3, seed=9, augment=False).sample(0)[0]))
+    strong = SyntheticLineDataset(20, seed=9, letter_elastic=3.0)
+    for i in range(20):
+        ink = 255 - np.asarray(strong.sample(i)[0].convert("L"), np.float32)
+        border = np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]]) - np.median(ink)
+        assert border.max() < 100, i  # no letter cut by the frame

@@ -53,9 +53,11 @@ class _SyntheticDataset(torch.utils.data.Dataset):
                  scan_fraction: float = 0.0,  # lines: the share made to look scanned or photographed (`degrade_scan`)
                  glyph_warp: float = 0.0,  # lines in fonts: each line's per-letter warp (`warp_glyph`) drawn in [0, this]
                  capitals: float = 0.0,  # lines: the share written in block capitals
-                 width_jitter: float = 0.0):  # lines: each line's width scaled by exp(uniform(-this, this))
+                 width_jitter: float = 0.0,  # lines: each line's width scaled by exp(uniform(-this, this))
+                 letter_elastic: float = 0.0):  # lines in fonts: each line's letter-scale field (`HandStyle.letter_elastic`) drawn in [0, this] px
         self.stroke_fraction, self.scan_fraction = float(stroke_fraction), float(scan_fraction)
         self.glyph_warp, self.capitals, self.width_jitter = float(glyph_warp), float(capitals), float(width_jitter)
+        self.letter_elastic = float(letter_elastic)
         self.stroke_families = stroke_families or (HELD_OUT_STROKE_FAMILIES if fonts is None and text_split == "heldout"
                                                    else TRAIN_STROKE_FAMILIES)
         self.num_samples, self.seed, self.augment = int(num_samples), int(seed), augment
@@ -113,6 +115,8 @@ class SyntheticLineDataset(_SyntheticDataset):
             text = _line_text(rng, style, self.text_split, capitals)
             if self.glyph_warp and self.augment:  # no draw when 0: old samples unchanged
                 style = replace(style, glyph_warp=float(rng.uniform(0.0, self.glyph_warp)))
+            if self.letter_elastic and self.augment:  # no draw when 0: old samples unchanged
+                style = replace(style, letter_elastic=float(rng.uniform(0.0, self.letter_elastic)))
             image = render_line(text, rng=rng, style=style, augment=self.augment)
         if self.width_jitter and self.augment:  # no draw when 0: old samples unchanged
             image = stretch_width(image, math.exp(rng.uniform(-self.width_jitter, self.width_jitter)))
