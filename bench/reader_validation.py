@@ -3,20 +3,32 @@
     .venv/bin/python bench/reader_validation.py NEW_ARTIFACT                 # against the shipped reader, ~4 minutes
     .venv/bin/python bench/reader_validation.py A B --lines 10 --out /tmp/rv.json   # any readers, a quick check
 
-Each artifact (an export's folder; `text-recognizer export CHECKPOINT FOLDER` makes one) reads three sets,
+Each artifact (an export's folder; `text-recognizer export CHECKPOINT FOLDER` makes one) reads these sets,
 greedily and with its own decoding ("auto": beam search with the language model where it has one):
-- "unseen hands": `--lines` lines in each of the six `data.synthetic.VALIDATION_FONTS`, families kept out of
-  training *and* out of the held-out bench; the mean over the six is the figure that decides;
+- "unseen hands, new text": `--lines` lines in each of the six `data.synthetic.VALIDATION_FONTS`, families kept
+  out of training *and* out of the held-out bench, whose text is the training sentences that
+  bench/decoding_validation.py holds back (`held_back`). With decoding, the reader's language model is swapped
+  for one of the same order counted *without* those sentences, so it meets the text as new, as it meets the
+  held-out bench's. The mean over the six is the figure that decides;
+- "unseen hands": `--lines` lines in each validation hand, text drawn from the training split on the val
+  stream's seeds (for the record: the shipped language model counted those sentences, so with decoding this
+  flatters what the language model adds; it was the deciding figure until stage 7, below);
 - "training mix": 8 x `--lines` lines of the `line_lstm` recipe's mix (training fonts and pens, scans);
 - "block capitals": 4 x `--lines` lines of that mix, all in capitals;
 - for the record, not the rule: 3 x `--lines` lines in the training fonts (no scans, no pens) as drawn, and the
   same lines squeezed to 0.7 and stretched to 1.4 times their width (`stretch_width`): narrow and wide hands.
-All text is the validation stream's (held-back sentences); no image is one the readers trained on.
+No image is one the readers trained on.
 
 The rule, written before the figures: the candidate (the last artifact named; the first is the reader it
-would replace, the shipped one by default) is kept when its mean CER over the unseen hands, with its
-decoding, is lower, and neither other set is worse by more than half a point. Results go to
-bench/results/reader_validation.json.
+would replace, the shipped one by default) is kept when its mean CER over "unseen hands, new text", with its
+decoding, is lower, and neither "training mix" nor "block capitals" is worse by more than half a point.
+Results go to bench/results/reader_validation.json.
+
+History of the rule: until 2026-12-07 it decided on "unseen hands" (training-split text, which the language
+model had counted). It dropped the stage-7 candidate (bench/results/reader_validation_dropped.json: 2.14%
+against 2.03% with the language model, though better greedily and on decoding_validation's held-back
+text). The rule was then changed to the set above for candidates measured *after* the change; the dropped
+candidate stays dropped, since the change came after its figures were seen.
 """
 
 import argparse
@@ -55,6 +67,32 @@ def validation_sets(lines: int) -> dict:
                for factor in (1.0, 0.7, 1.4)}}
 
 
+def new_text_hands(lines: int) -> dict:
+    "{validation hand: [(image, text), ...]}: held-back training sentences written in each validation hand."
+    from decoding_validation import held_back, wrap
+
+    from text_recognizer.data.synthetic import VALIDATION_FONTS, load_fonts, render_line, sample_style
+    from text_recognizer.data.synthetic.text import prose_sentences
+
+    texts, rng = wrap(" ".join(s for s in prose_sentences("train") if held_back(s))), np.random.default_rng(51)
+    chosen = [texts[i] for i in rng.choice(len(texts), lines * len(VALIDATION_FONTS), replace=False)]
+    groups = {}
+    for k, font in enumerate(VALIDATION_FONTS):
+        faces = load_fonts([font])
+        groups[font] = [(render_line(text, style=sample_style(rng, faces), rng=rng), text)
+                        for text in chosen[k * lines:(k + 1) * lines]]
+    return groups
+
+
+def held_back_lm(order: int):
+    "A character language model of `order` counted like the shipped one but without the held-back sentences."
+    from decoding_validation import held_back
+
+    from text_recognizer.decoding import CharLM, language_model_texts, lm_alphabet
+
+    return CharLM.fit(language_model_texts(keep=lambda sentence: not held_back(sentence)), order, lm_alphabet())
+
+
 def cer(recognizer, pairs: list) -> float:
     "Corpus CER of `recognizer` on (image, text) pairs, both sides normalized as bench/quality.py does."
     from quality import clean
@@ -76,13 +114,21 @@ def main(argv: list[str] | None = None) -> int:
     from text_recognizer.predictor import ParagraphTextRecognizer
 
     folders = ([str(SHIPPED)] if len(args.artifacts) == 1 else []) + args.artifacts
-    sets, rows = validation_sets(args.lines), []
+    sets, rows, new_text_lms = {"unseen hands, new text": new_text_hands(args.lines), **validation_sets(args.lines)}, [], {}
     for folder in folders:
         for decoding in ("greedy", "auto"):
             recognizer = ParagraphTextRecognizer(folder, num_threads=1, decoding=decoding)
             row = {"artifact": folder, "version": recognizer.version, "decoding": recognizer.decoding}
             for name, groups in sets.items():
+                decoder, shipped_lm = recognizer.decoder, getattr(recognizer.decoder, "lm", None)
+                if decoder is not None and name == "unseen hands, new text":  # a language model that never read it
+                    order = recognizer.config["decoding"]["order"]
+                    if order not in new_text_lms:
+                        new_text_lms[order] = held_back_lm(order)
+                    decoder.lm = new_text_lms[order]
                 per_group = {group: cer(recognizer, pairs) for group, pairs in groups.items()}
+                if decoder is not None:
+                    decoder.lm = shipped_lm
                 row[name] = float(np.mean(list(per_group.values())))
                 if len(per_group) > 1:
                     row[f"{name} by family"] = per_group
@@ -90,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{recognizer.version[:30]:30} {recognizer.decoding:8}",
                   *(f"{name} {row[name]:.2%}" for name in sets), flush=True)
     old, new = (next(r for r in rows if r["artifact"] == f and r["decoding"] != "greedy") for f in (folders[0], folders[-1]))
-    keep = (new["unseen hands"] < old["unseen hands"]
+    keep = (new["unseen hands, new text"] < old["unseen hands, new text"]
             and all(new[name] <= old[name] + 0.005 for name in ("training mix", "block capitals")))
     print(f"{'keep' if keep else 'drop'} {new['version']} (against {old['version']}, with each one's decoding)")
     write_json(args.out, {
@@ -98,10 +144,13 @@ def main(argv: list[str] | None = None) -> int:
                      "training mix, block capitals), greedy and with each reader's decoding",
         "date": utc_now(), "command": command_line("reader_validation.py", argv),
         "machine": {**measured_on, "load_average_at_end": load_average()},
-        "settings": {"lines_per_family": args.lines, "mix": recipe_mix(), "stream": "val"},
+        "settings": {"lines_per_family": args.lines, "mix": recipe_mix(), "stream": "val",
+                     "new_text": "held-back training sentences (decoding_validation.held_back), read with a "
+                                 "language model of the reader's order counted without them"},
         "results": rows, "decision": {"candidate": new["version"], "against": old["version"], "keep": keep,
-                                      "rule": "lower mean unseen-hands CER with its decoding, and no other set "
-                                              "worse by more than 0.5 points"},
+                                      "rule": "lower mean CER on the unseen hands writing new text, with its "
+                                              "decoding (a language model that never read that text), and neither the "
+                                              "training mix nor block capitals worse by more than 0.5 points"},
     })
     return 0
 
