@@ -56,16 +56,29 @@ def wrap(text: str, width: int = 40) -> list[str]:
     return lines
 
 
-def validation_lines(count: int, seed: int) -> dict:
-    "{'prose': [...], 'licences': [...], 'unseen hands': [...]}: `count` texts each (the two prose sets apart)."
+def held_back_lines() -> list[str]:
+    "The held-back training sentences, cut into lines (`wrap`)."
     from text_recognizer.data.synthetic.text import prose_sentences
 
+    return wrap(" ".join(s for s in prose_sentences("train") if held_back(s)))
+
+
+def held_back_lm(order: int, capitals: float | None = None):
+    "A character language model of `order` counted like the shipped one but without the held-back sentences."
+    from text_recognizer.decoding import CAPITALS_FRACTION, CharLM, language_model_texts, lm_alphabet
+
+    capitals = CAPITALS_FRACTION if capitals is None else capitals
+    return CharLM.fit(language_model_texts(capitals, keep=lambda sentence: not held_back(sentence)), order, lm_alphabet())
+
+
+def validation_lines(count: int, seed: int) -> dict:
+    "{'prose': [...], 'licences': [...], 'unseen hands': [...]}: `count` texts each (the two prose sets apart)."
     missing = [name for name in LICENCES if not (LICENCE_DIR / name).is_file()]
     if missing:
         raise SystemExit(f"bench/decoding_validation.py: {LICENCE_DIR} lacks {missing}: install Debian's base-files "
                          "(any Debian or Ubuntu machine has them)")
     rng = np.random.default_rng(seed)
-    prose = wrap(" ".join(s for s in prose_sentences("train") if held_back(s)))
+    prose = held_back_lines()
     licences = [line for name in LICENCES for line in wrap((LICENCE_DIR / name).read_text())]
     chosen = rng.choice(len(prose), 2 * count, replace=False)
     return {"prose": [prose[i] for i in chosen[:count]],
@@ -93,10 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from text_recognizer.decoding import (
         DECODING_DEFAULTS,
-        CharLM,
         ctc_beam_search,
-        language_model_texts,
-        lm_alphabet,
     )
     from text_recognizer.evaluation import edit_distance
     from text_recognizer.predictor import ParagraphTextRecognizer, prepare_image
@@ -115,8 +125,6 @@ def main(argv: list[str] | None = None) -> int:
         sets[name] = reads
     print(f"{recognizer!r}: {args.lines} prose and {args.lines} licence lines in the training fonts, "
           f"{args.lines} prose lines in the validation fonts", flush=True)
-
-    alphabet = lm_alphabet()
 
     def cer(reads, **settings) -> float:
         edits = sum(edit_distance(" ".join(ctc_beam_search(lp, recognizer.vocabulary, **settings) for lp in crops).strip(),
@@ -139,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     measure("beam of 8, no language model", beam_width=8)
     models = {}
     for order, capitals in itertools.product((4, 5, 6), (0.0, 0.05)):
-        texts = language_model_texts(capitals, keep=lambda sentence: not held_back(sentence))
-        models[order, capitals] = CharLM.fit(texts, order, alphabet)
+        models[order, capitals] = held_back_lm(order, capitals)
         for alpha in (0.1, 0.2, 0.3, 0.5, 0.7):
             measure(f"order {order}, capitals {capitals}, alpha {alpha}", lm=models[order, capitals], order=order,
                     capitals=capitals, alpha=alpha, beta=0.3, beam_width=8)

@@ -69,12 +69,11 @@ def validation_sets(lines: int) -> dict:
 
 def new_text_hands(lines: int) -> dict:
     "{validation hand: [(image, text), ...]}: held-back training sentences written in each validation hand."
-    from decoding_validation import held_back, wrap
+    from decoding_validation import held_back_lines
 
     from text_recognizer.data.synthetic import VALIDATION_FONTS, load_fonts, render_line, sample_style
-    from text_recognizer.data.synthetic.text import prose_sentences
 
-    texts, rng = wrap(" ".join(s for s in prose_sentences("train") if held_back(s))), np.random.default_rng(51)
+    texts, rng = held_back_lines(), np.random.default_rng(51)
     chosen = [texts[i] for i in rng.choice(len(texts), lines * len(VALIDATION_FONTS), replace=False)]
     groups = {}
     for k, font in enumerate(VALIDATION_FONTS):
@@ -82,15 +81,6 @@ def new_text_hands(lines: int) -> dict:
         groups[font] = [(render_line(text, style=sample_style(rng, faces), rng=rng), text)
                         for text in chosen[k * lines:(k + 1) * lines]]
     return groups
-
-
-def held_back_lm(order: int):
-    "A character language model of `order` counted like the shipped one but without the held-back sentences."
-    from decoding_validation import held_back
-
-    from text_recognizer.decoding import CharLM, language_model_texts, lm_alphabet
-
-    return CharLM.fit(language_model_texts(keep=lambda sentence: not held_back(sentence)), order, lm_alphabet())
 
 
 def cer(recognizer, pairs: list) -> float:
@@ -111,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     measured_on = machine(load_average_at_start=load_average())
+    from decoding_validation import held_back_lm
+
     from text_recognizer.predictor import ParagraphTextRecognizer
 
     folders = ([str(SHIPPED)] if len(args.artifacts) == 1 else []) + args.artifacts
