@@ -75,7 +75,7 @@ RECIPES = {
         "data_class": "SyntheticLines", "data_args": {"batch_size": 32, "num_train": 150_000, "num_val": 400,
                                                       "num_test": 400, "num_workers": 1,
                                                       "stroke_fraction": 0.35, "scan_fraction": 0.5, "glyph_warp": 0.1,
-                                                      "capitals": 0.1, "width_jitter": 0.3},
+                                                      "capitals": 0.1, "width_jitter": 0.3, "letter_elastic": 2.0},
         "model_class": "LineCNNLSTM",
         "lit_args": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "scheduler": "onecycle"},
         "trainer": {"max_epochs": 1, "gradient_clip_val": 1.0, "val_check_interval": 0.1, "max_time": "00:01:50:00"},
