@@ -453,3 +453,40 @@ def test_letter_elastic_reshapes_letters_in_fonts_only_and_keeps_texts_and_ink_i
         ink = 255 - np.asarray(strong.sample(i)[0].convert("L"), np.float32)
         border = np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]]) - np.median(ink)
         assert border.max() < 100, i  # no letter cut by the frame
+
+
+def test_allographs_write_other_letter_forms_in_fonts_only_and_keep_texts_and_ink_in_the_frame():
+    plain = SyntheticLineDataset(12, seed=10, stroke_fraction=0.35)
+    other = SyntheticLineDataset(12, seed=10, stroke_fraction=0.35, allographs=1.0)
+    assert all(np.array_equal(np.asarray(plain.sample(i)[0]), np.asarray(SyntheticLineDataset(
+        12, seed=10, stroke_fraction=0.35, allographs=0.0).sample(i)[0])) for i in range(3))  # no draw when 0
+    texts = [plain.sample(i)[1] for i in range(12)]
+    assert [other.sample(i)[1] for i in range(12)] == texts
+    assert np.array_equal(np.asarray(other.sample(3)[0]), np.asarray(other.sample(3)[0]))  # deterministic
+    changed = [not np.array_equal(np.asarray(other.sample(i)[0]), np.asarray(plain.sample(i)[0])) for i in range(12)]
+    assert sum(changed) >= 6 and all(any(c in text for c in "hmn'\"") for text, c in zip(texts, changed) if c)
+    strokes = [SyntheticLineDataset(4, seed=10, stroke_fraction=1.0, allographs=a).sample(i)[0] for a in (0.0, 1.0)
+               for i in range(4)]
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(strokes[:4], strokes[4:]))  # pens: untouched
+    unaugmented = SyntheticLineDataset(3, seed=10, allographs=1.0, augment=False).sample(0)[0]
+    assert np.array_equal(np.asarray(unaugmented), np.asarray(SyntheticLineDataset(3, seed=10, augment=False).sample(0)[0]))
+    for i in range(12):
+        ink = 255 - np.asarray(other.sample(i)[0].convert("L"), np.float32)
+        border = np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]]) - np.median(ink)
+        assert border.max() < 100, i  # no letter cut by the frame
+
+
+def test_garland_and_stroke_quotes_keep_every_training_faces_ink():
+    from text_recognizer.data.synthetic.fonts import glyphs_of
+    from text_recognizer.data.synthetic.style import garland, stroke_quote
+
+    rng = np.random.default_rng(0)
+    for face in load_fonts():
+        for char in "hmn":
+            bitmap = glyphs_of(face)[char][0]
+            cup = garland(face, char)[0]
+            assert cup.shape[0] == bitmap.shape[0] and abs(cup.sum() - bitmap.sum()) < 0.15 * bitmap.sum(), (face, char)
+            assert cup[:, 0].max() < 0.5 and cup[:, -1].max() < 0.5, (face, char)  # nothing pushed off the glyph
+        for char in "'\"":
+            mark = stroke_quote(face, char, rng)[0]
+            assert mark.max() > 0.9 and max(mark[0].max(), mark[-1].max(), mark[:, 0].max(), mark[:, -1].max()) < 0.5

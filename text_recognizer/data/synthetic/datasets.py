@@ -24,7 +24,7 @@ from .strokes import HELD_OUT_STROKE_FAMILIES, TRAIN_STROKE_FAMILIES, sample_str
 from .render import (CHARACTER_CLASSES, PARAGRAPH_MARGIN, LabelledParagraph,
                                                    render_character, render_labelled_paragraph, render_line,
                                                    render_paragraph)
-from .style import sample_style
+from .style import ALLOGRAPHS, sample_style
 from .text import WidthLimit, _check_split, sample_line_text, sample_words, wrap_words
 from ...metadata import (LINE_IMAGE_HEIGHT, LINE_IMAGE_WIDTH, MAX_LINE_LENGTH, MAX_PARAGRAPH_LENGTH,
                                       MAX_PARAGRAPH_LINES, PARAGRAPH_IMAGE_SIZE, TOKEN_TO_INDEX)
@@ -54,10 +54,11 @@ class _SyntheticDataset(torch.utils.data.Dataset):
                  glyph_warp: float = 0.0,  # lines in fonts: each line's per-letter warp (`warp_glyph`) drawn in [0, this]
                  capitals: float = 0.0,  # lines: the share written in block capitals
                  width_jitter: float = 0.0,  # lines: each line's width scaled by exp(uniform(-this, this))
-                 letter_elastic: float = 0.0):  # lines in fonts: each line's letter-scale field (`HandStyle.letter_elastic`) drawn in [0, this] px
+                 letter_elastic: float = 0.0,  # lines in fonts: each line's letter-scale field (`HandStyle.letter_elastic`) drawn in [0, this] px
+                 allographs: float = 0.0):  # lines in fonts: the chance that its writer uses each of `ALLOGRAPHS`
         self.stroke_fraction, self.scan_fraction = float(stroke_fraction), float(scan_fraction)
         self.glyph_warp, self.capitals, self.width_jitter = float(glyph_warp), float(capitals), float(width_jitter)
-        self.letter_elastic = float(letter_elastic)
+        self.letter_elastic, self.allographs = float(letter_elastic), float(allographs)
         self.stroke_families = stroke_families or (HELD_OUT_STROKE_FAMILIES if fonts is None and text_split == "heldout"
                                                    else TRAIN_STROKE_FAMILIES)
         self.num_samples, self.seed, self.augment = int(num_samples), int(seed), augment
@@ -117,6 +118,9 @@ class SyntheticLineDataset(_SyntheticDataset):
                 style = replace(style, glyph_warp=float(rng.uniform(0.0, self.glyph_warp)))
             if self.letter_elastic and self.augment:  # no draw when 0: old samples unchanged
                 style = replace(style, letter_elastic=float(rng.uniform(0.0, self.letter_elastic)))
+            if self.allographs and self.augment:  # no draw when 0: old samples unchanged
+                draws = rng.random(len(ALLOGRAPHS))
+                style = replace(style, allographs=tuple(a for a, d in zip(ALLOGRAPHS, draws) if d < self.allographs))
             image = render_line(text, rng=rng, style=style, augment=self.augment)
         if self.width_jitter and self.augment:  # no draw when 0: old samples unchanged
             image = stretch_width(image, math.exp(rng.uniform(-self.width_jitter, self.width_jitter)))
