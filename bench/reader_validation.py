@@ -38,7 +38,9 @@ candidate stays dropped, since the change came after its figures were seen. A ca
 repository, were lost before it was staged; stage 7 was then trained again from stage 6 in one run and kept
 by the same rule (bench/results/reader_validation_stage7.json: 1.77% against 2.13%). Stage 8, fine-tuned from
 stage 7 on fresh lines of the same recipe, was kept by it too (bench/results/reader_validation.json: 1.68%
-against 1.77%).
+against 1.77%). The "other forms" set was added on 2026-12-07 for a candidate fine-tuned from stage 8 with
+`allographs` 0.25, before its figures were seen; the rule dropped it (bench/results/
+reader_validation_allographs.json: 1.72% against 1.67%, though 2.3% against 10.4% on the other forms).
 """
 
 import argparse

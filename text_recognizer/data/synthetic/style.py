@@ -155,7 +155,7 @@ def stroke_quote(face: Face, char: str, rng: np.random.Generator) -> tuple:
     return np.asarray(image, np.float32) / 255.0, float(left), float(top + rows[0] - pen)
 
 
-def _allograph(char: str, style: "HandStyle", rng: np.random.Generator) -> tuple | None:
+def _allograph(char: str, style: HandStyle, rng: np.random.Generator) -> tuple | None:
     "(bitmap, left, top) of `char` in another form when `style` writes it so; None: the font's own glyph."
     if "garland" in style.allographs and char in _GARLAND_LETTERS:
         return garland(style.face, char)
