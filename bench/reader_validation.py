@@ -40,7 +40,9 @@ by the same rule (bench/results/reader_validation_stage7.json: 1.77% against 2.1
 stage 7 on fresh lines of the same recipe, was kept by it too (bench/results/reader_validation.json: 1.68%
 against 1.77%). The "other forms" set was added on 2026-12-07 for a candidate fine-tuned from stage 8 with
 `allographs` 0.25, before its figures were seen; the rule dropped it (bench/results/
-reader_validation_allographs.json: 1.72% against 1.67%, though 2.3% against 10.4% on the other forms).
+reader_validation_allographs.json: 1.72% against 1.67%, though 2.3% against 10.4% on the other forms). A
+further fine-tune of that candidate (seed 20, 1,788 steps) was dropped too, by a hair
+(bench/results/reader_validation_allographs2.json: 1.68% against 1.67%; greedy 3.06% against 3.13%).
 """
 
 import argparse
