@@ -46,6 +46,10 @@ class HandStyle:
     letter_elastic: float = 0.0  # amplitude of a displacement field at a letter's scale (reshapes letters), pixels; 0: none
     allographs: tuple = ()  # the other letter forms this writer uses (names from `ALLOGRAPHS`); (): the font's own
 
+    def __post_init__(self):
+        if self.allographs and (unknown := sorted(set(self.allographs) - set(ALLOGRAPHS))):
+            raise ValueError(f"unknown letter forms {unknown}: choose among ALLOGRAPHS {ALLOGRAPHS}")
+
 # %% ../../../nbs/12c_data.synthetic.style.ipynb
 CURSIVE_FAMILIES = (("Dancing Script", "Satisfy", "Yellowtail", "Great Vibes") +  # connected scripts
                     tuple(family for family, entry in BUNDLED_FAMILIES.items() if entry["cursive"]))
