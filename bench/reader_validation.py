@@ -21,7 +21,10 @@ greedily and with its own decoding ("auto": beam search with the language model 
   `letter_elastic`, see `recipe_mix`);
 - "block capitals": 4 x `--lines` lines of that mix, all in capitals;
 - for the record, not the rule: 3 x `--lines` lines in the training fonts (no scans, no pens) as drawn, and the
-  same lines squeezed to 0.7 and stretched to 1.4 times their width (`stretch_width`): narrow and wide hands.
+  same lines squeezed to 0.7 and stretched to 1.4 times their width (`stretch_width`): narrow and wide hands;
+  and the same texts by other writers in the training fonts with the x-height zone as designed, 0.7 and 1.4
+  times as tall (`HandStyle.core_scale`, ascenders and descenders kept): small letters under tall loops, and
+  big letters with short ascenders.
 No image is one the readers trained on.
 
 The rule, written before the figures: the candidate (the last artifact named; the first is the reader it
@@ -81,7 +84,21 @@ def validation_sets(lines: int) -> dict:
             "training mix": {"all": samples(8 * lines, 21, **mix)},
             "block capitals": {"all": samples(4 * lines, 22, capitals=1.0, **mix)},
             **{f"width x{factor}": {"all": [(stretch_width(image, factor), text) for image, text in plain]}
+               for factor in (1.0, 0.7, 1.4)},
+            **{f"x-height x{factor}": {"all": reproportioned([text for _, text in plain], factor)}
                for factor in (1.0, 0.7, 1.4)}}
+
+
+def reproportioned(texts: list, factor: float) -> list:
+    "[(image, text)]: `texts` in the training fonts with the x-height zone `factor` times as tall (`HandStyle.core_scale`)."
+    from dataclasses import replace
+
+    from text_recognizer.data.synthetic import TRAIN_FONTS, load_fonts, render_line, sample_style
+
+    faces, rng = load_fonts(TRAIN_FONTS), np.random.default_rng(42)  # the same writers for every factor
+    styles = [sample_style(rng, faces) for _ in texts]
+    return [(render_line(text, style=replace(style, core_scale=factor), rng=np.random.default_rng((42, i))), text)
+            for i, (text, style) in enumerate(zip(texts, styles))]
 
 
 def new_text_hands(lines: int, other_forms: bool = False) -> dict:

@@ -491,3 +491,43 @@ def test_garland_and_stroke_quotes_keep_every_training_faces_ink():
         for char in "'\"":
             mark = stroke_quote(face, char, rng)[0]
             assert mark.max() > 0.9 and max(mark[0].max(), mark[-1].max(), mark[:, 0].max(), mark[:, -1].max()) < 0.5
+
+
+def test_core_jitter_reproportions_font_lines_only_and_keeps_texts_and_ink_in_the_frame():
+    plain = SyntheticLineDataset(10, seed=12, stroke_fraction=0.35)
+    proportioned = SyntheticLineDataset(10, seed=12, stroke_fraction=0.35, core_jitter=0.4)
+    assert all(np.array_equal(np.asarray(plain.sample(i)[0]), np.asarray(SyntheticLineDataset(
+        10, seed=12, stroke_fraction=0.35, core_jitter=0.0).sample(i)[0])) for i in range(3))  # no draw when 0
+    assert [proportioned.sample(i)[1] for i in range(10)] == [plain.sample(i)[1] for i in range(10)]
+    assert np.array_equal(np.asarray(proportioned.sample(2)[0]), np.asarray(proportioned.sample(2)[0]))  # deterministic
+    assert sum(not np.array_equal(np.asarray(proportioned.sample(i)[0]), np.asarray(plain.sample(i)[0]))
+               for i in range(10)) >= 5
+    pens = [SyntheticLineDataset(3, seed=12, stroke_fraction=1.0, core_jitter=c).sample(i)[0] for c in (0.0, 0.4)
+            for i in range(3)]
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(pens[:3], pens[3:]))  # pens: untouched
+    for i in range(10):
+        ink = 255 - np.asarray(proportioned.sample(i)[0].convert("L"), np.float32)
+        border = np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]]) - np.median(ink)
+        assert border.max() < 100, i  # no letter cut by the frame
+
+
+def test_core_scale_moves_the_x_height_and_keeps_ascenders_in_every_tenth_training_face():
+    from dataclasses import replace
+
+    from text_recognizer.data.synthetic.style import HandStyle, _compose, _warp
+
+    def core_share(ink):  # the rows holding at least half the busiest row's ink, over all inked rows
+        profile = ink.sum(axis=1)
+        inked = np.flatnonzero(profile > 0.02 * profile.max())
+        return (profile >= 0.5 * profile.max()).sum() / (inked[-1] - inked[0] + 1)
+
+    for face in load_fonts()[::10]:
+        style = HandStyle(face)
+        layout = _compose("the old hobby shop held lots of dolls", style, np.random.default_rng(0), augment=False)
+        inks = [_warp(layout, replace(style, core_scale=f), np.random.default_rng(0), augment=False)[0] for f in (0.6, 1.0, 1.6)]
+        assert np.array_equal(inks[1], _warp(layout, style, np.random.default_rng(0), augment=False)[0])
+        shares = [core_share(ink) for ink in inks]
+        assert shares[0] < shares[1] < shares[2], (face, shares)
+        for ink in inks:
+            assert max(ink[0].max(), ink[-1].max()) < 0.05, face  # nothing cut off at the top or bottom
+            assert 0.6 < ink.sum() / inks[1].sum() * inks[1].shape[1] / ink.shape[1] < 1.7, face  # ink kept, not lost

@@ -98,11 +98,13 @@ class _SyntheticDataModule(BaseDataModule):
                  capitals: float = 0.0,  # lines: the share written in block capitals
                  width_jitter: float = 0.0,  # lines: the most log-scale change of a line's width
                  letter_elastic: float = 0.0,  # lines in fonts: the most letter-scale reshaping, pixels
-                 allographs: float = 0.0):  # lines in fonts: the chance of each other letter form (`ALLOGRAPHS`)
+                 allographs: float = 0.0,  # lines in fonts: the chance of each other letter form (`ALLOGRAPHS`)
+                 core_jitter: float = 0.0):  # lines in fonts: the most log-scale change of the x-height zone
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
         self.mix = {"stroke_fraction": float(stroke_fraction), "scan_fraction": float(scan_fraction),
                     "glyph_warp": float(glyph_warp), "capitals": float(capitals), "width_jitter": float(width_jitter),
-                    "letter_elastic": float(letter_elastic), "allographs": float(allographs)}
+                    "letter_elastic": float(letter_elastic), "allographs": float(allographs),
+                    "core_jitter": float(core_jitter)}
         if test_split not in TEST_SPLITS:
             raise ValueError(f"unknown test_split {test_split!r}; choose one of {TEST_SPLITS}")
         defaults = smoke_or(self.sizes, self.smoke_sizes)

@@ -55,10 +55,11 @@ class _SyntheticDataset(torch.utils.data.Dataset):
                  capitals: float = 0.0,  # lines: the share written in block capitals
                  width_jitter: float = 0.0,  # lines: each line's width scaled by exp(uniform(-this, this))
                  letter_elastic: float = 0.0,  # lines in fonts: each line's letter-scale field (`HandStyle.letter_elastic`) drawn in [0, this] px
-                 allographs: float = 0.0):  # lines in fonts: the chance that its writer uses each of `ALLOGRAPHS`
+                 allographs: float = 0.0,  # lines in fonts: the chance that its writer uses each of `ALLOGRAPHS`
+                 core_jitter: float = 0.0):  # lines in fonts: the x-height zone scaled by exp(uniform(-this, this)) (`HandStyle.core_scale`)
         self.stroke_fraction, self.scan_fraction = float(stroke_fraction), float(scan_fraction)
         self.glyph_warp, self.capitals, self.width_jitter = float(glyph_warp), float(capitals), float(width_jitter)
-        self.letter_elastic, self.allographs = float(letter_elastic), float(allographs)
+        self.letter_elastic, self.allographs, self.core_jitter = float(letter_elastic), float(allographs), float(core_jitter)
         self.stroke_families = stroke_families or (HELD_OUT_STROKE_FAMILIES if fonts is None and text_split == "heldout"
                                                    else TRAIN_STROKE_FAMILIES)
         self.num_samples, self.seed, self.augment = int(num_samples), int(seed), augment
@@ -121,6 +122,8 @@ class SyntheticLineDataset(_SyntheticDataset):
             if self.allographs and self.augment:  # no draw when 0: old samples unchanged
                 draws = rng.random(len(ALLOGRAPHS))
                 style = replace(style, allographs=tuple(a for a, d in zip(ALLOGRAPHS, draws) if d < self.allographs))
+            if self.core_jitter and self.augment:  # no draw when 0: old samples unchanged
+                style = replace(style, core_scale=float(math.exp(rng.uniform(-self.core_jitter, self.core_jitter))))
             image = render_line(text, rng=rng, style=style, augment=self.augment)
         if self.width_jitter and self.augment:  # no draw when 0: old samples unchanged
             image = stretch_width(image, math.exp(rng.uniform(-self.width_jitter, self.width_jitter)))

@@ -45,8 +45,11 @@ class HandStyle:
     glyph_warp: float = 0.0  # each letter's own random scale, shear and turn (std, log-scale and radians); 0: none
     letter_elastic: float = 0.0  # amplitude of a displacement field at a letter's scale (reshapes letters), pixels; 0: none
     allographs: tuple = ()  # the other letter forms this writer uses (names from `ALLOGRAPHS`); (): the font's own
+    core_scale: float = 1.0  # the height of the x-height zone relative to the font's (ascenders, descenders kept); 1: as designed
 
     def __post_init__(self):
+        if not self.core_scale > 0:
+            raise ValueError(f"core_scale is a factor of the x-height and must be positive, not {self.core_scale}")
         if self.allographs and (unknown := sorted(set(self.allographs) - set(ALLOGRAPHS))):
             raise ValueError(f"unknown letter forms {unknown}: choose among ALLOGRAPHS {ALLOGRAPHS}")
 
@@ -355,6 +358,22 @@ def _word_rows(u: np.ndarray, starts, ends, changes: _Changes) -> tuple:
     return y_scale, dy
 
 # %% ../../../nbs/12c_data.synthetic.style.ipynb
+def _x_line(face: Face) -> float:
+    "The x-height line of `face`: the top of its `x`, in canvas rows from the baseline (negative: above it)."
+    return float(glyphs_of(face)["x"][2])
+
+
+def _core_rows(rows: np.ndarray, # rows from the baseline, negative above it
+               x_line: float, # the font's x-height line (see `_x_line`)
+               core_scale: float, # the x-height zone's height in the writing, relative to the font's
+               inverse: bool = False) -> np.ndarray: # False: writing -> canvas; True: canvas -> writing
+    "The canvas rows read at `rows` of the writing whose x-height zone is `core_scale` times as tall (or the inverse)."
+    scaled = x_line * core_scale  # the x-height line in the writing
+    if inverse:
+        return np.where(rows > 0, rows, np.where(rows >= x_line, rows * core_scale, rows - x_line + scaled))
+    return np.where(rows > 0, rows, np.where(rows >= scaled, rows / core_scale, rows - scaled + x_line))
+
+# %% ../../../nbs/12c_data.synthetic.style.ipynb
 def _warp(layout: _Layout, style: HandStyle, rng: np.random.Generator, augment: bool,
           height: int | None = LINE_IMAGE_HEIGHT,  # output rows; None: as tall as the ink needs at `scale`
           scale: float | None = None,  # output pixels per canvas pixel; None: fit the ink to `height`
@@ -362,7 +381,10 @@ def _warp(layout: _Layout, style: HandStyle, rng: np.random.Generator, augment: 
           margins: tuple = (1.0, 4.0)) -> tuple:  # range of blank rows above and below the ink
     "Resample the composed canvas into the output: per-word size/angle/height, wobble, slant, elastic, scale."
     changes = _draw_changes(len(layout.words), style, rng, augment, margins)
-    starts, ends, v_top, v_bottom = _word_spans(layout.words, changes)
+    words, x_line = layout.words, _x_line(style.face) if style.core_scale != 1.0 else 0.0
+    if style.core_scale != 1.0:  # the ink's top and bottom where the re-proportioned writing has them
+        words = np.column_stack([words[:, :2], _core_rows(words[:, 2:], x_line, style.core_scale, inverse=True)])
+    starts, ends, v_top, v_bottom = _word_spans(words, changes)
     frame = _frame(starts, ends, v_top, v_bottom, changes, style, height, scale, max_width)
     u = frame.u_min + np.arange(frame.width, dtype=np.float64) / frame.scale
     source_x = _source_columns(u, starts, ends, layout.words, frame) + layout.origin
@@ -371,7 +393,10 @@ def _warp(layout: _Layout, style: HandStyle, rng: np.random.Generator, augment: 
         dy = dy + changes.wobble * np.sin(2 * np.pi * u / style.wobble_period + changes.phase)
     f32 = np.float32
     v = ((np.arange(frame.height, dtype=f32) - f32(frame.baseline_row)) / f32(frame.scale))[:, None]
-    y = v * y_scale.astype(f32) + (dy + layout.baseline).astype(f32)
+    if style.core_scale == 1.0:
+        y = v * y_scale.astype(f32) + (dy + layout.baseline).astype(f32)
+    else:  # rows from the baseline in the re-proportioned writing, then the canvas rows they read
+        y = _core_rows(v * y_scale.astype(f32) + dy.astype(f32), x_line, style.core_scale).astype(f32) + f32(layout.baseline)
     x = v * f32(style.slant) + source_x.astype(f32)
     if changes.elastic:
         field = _smooth_noise(rng, frame.height, frame.width, 12, fields=2) * np.float32(changes.elastic)
