@@ -46,6 +46,11 @@ against 1.77%). The "other forms" set was added on 2026-12-07 for a candidate fi
 reader_validation_allographs.json: 1.72% against 1.67%, though 2.3% against 10.4% on the other forms). A
 further fine-tune of that candidate (seed 20, 1,788 steps) was dropped too, by a hair
 (bench/results/reader_validation_allographs2.json: 1.68% against 1.67%; greedy 3.06% against 3.13%).
+The "x-height" sets (for the record) were added on 2026-12-07 with `HandStyle.core_scale`, before the figures of
+a third fine-tune in that line (seed 21, from the second, adding `width_jitter` 0.45 and `core_jitter` 0.35,
+3,164 steps) were seen; the rule dropped it (bench/results/reader_validation_allographs3.json: 1.72% against
+1.67%; Comforter 6.42% against 6.19%; the training mix 2.78% against 2.91%), and it read small letters under
+tall loops (x-height x0.7) no better (2.08% against 2.11%).
 """
 
 import argparse
