@@ -1,11 +1,11 @@
 """How a line reader is kept or dropped: CER on validation lines, never on the held-out bench (bench/quality.py).
 
-    .venv/bin/python bench/reader_validation.py NEW_ARTIFACT                 # against the shipped reader, ~4 minutes
-    .venv/bin/python bench/reader_validation.py A B --lines 10 --out /tmp/rv.json   # any readers, a quick check
+    .venv/bin/python bench/reader_validation.py NEW_ARTIFACT                 # against the shipped reader, ~6 minutes
+    .venv/bin/python bench/reader_validation.py A B --lines 10 --hand-lines 30 --out /tmp/rv.json   # a quick check
 
 Each artifact (an export's folder; `text-recognizer export CHECKPOINT FOLDER` makes one) reads these sets,
 greedily and with its own decoding ("auto": beam search with the language model where it has one):
-- "unseen hands, new text": `--lines` lines in each of the six `data.synthetic.VALIDATION_FONTS`, families kept
+- "unseen hands, new text": `--hand-lines` lines (150) in each of the six `data.synthetic.VALIDATION_FONTS`, families kept
   out of training *and* out of the held-out bench, whose text is the training sentences that
   bench/decoding_validation.py holds back (`held_back`). With decoding, the reader's language model is swapped
   for one of the same order counted *without* those sentences, so it meets the text as new, as it meets the
@@ -30,6 +30,8 @@ No image is one the readers trained on.
 The rule, written before the figures: the candidate (the last artifact named; the first is the reader it
 would replace, the shipped one by default) is kept when its mean CER over "unseen hands, new text", with its
 decoding, is lower, and neither "training mix" nor "block capitals" is worse by more than half a point.
+How sure that difference is gets recorded beside it (`paired_bootstrap`: the hands' lines resampled together
+for both readers; the difference's 90% interval and the share of resamples in which the candidate is lower).
 Results go to bench/results/reader_validation.json.
 
 History of the rule: until 2026-12-07 it decided on "unseen hands" (training-split text, which the language
@@ -51,6 +53,12 @@ a third fine-tune in that line (seed 21, from the second, adding `width_jitter` 
 3,164 steps) were seen; the rule dropped it (bench/results/reader_validation_allographs3.json: 1.72% against
 1.67%; Comforter 6.42% against 6.19%; the training mix 2.78% against 2.91%), and it read small letters under
 tall loops (x-height x0.7) no better (2.08% against 2.11%).
+Then the deciding set grew from 30 to 150 lines per hand (`--hand-lines`), for candidates measured from then
+on. The paired bootstrap, run afterwards on the three dropped candidates at 30 lines a hand (`reader_validation.py
+SHIPPED CANDIDATE --lines 5 --hand-lines 30`), gave their differences (+0.05, +0.01 and +0.05 points) 90%
+intervals of -0.17 to +0.28, -0.18 to +0.21 and -0.18 to +0.30 points: the rule was telling ties apart by
+chance. Nothing else in the rule changed, and the three stay dropped: their figures were seen before the
+change. At 150 lines a hand the shipped reader reads them at 1.58%.
 """
 
 import argparse
@@ -135,21 +143,48 @@ def new_text_hands(lines: int, other_forms: bool = False) -> dict:
     return groups
 
 
-def cer(recognizer, pairs: list) -> float:
-    "Corpus CER of `recognizer` on (image, text) pairs, both sides normalized as bench/quality.py does."
+def line_edits(recognizer, pairs: list) -> np.ndarray:
+    "(character edits, characters of the truth) of each (image, text) pair, normalized as bench/quality.py does."
     from quality import clean
 
     from text_recognizer.evaluation import edit_distance
 
     readings = recognizer.predict_batch([image for image, _ in pairs])
     truths = [clean(text, "line") for _, text in pairs]
-    return sum(edit_distance(clean(r, "line"), t) for r, t in zip(readings, truths)) / sum(map(len, truths))
+    return np.array([(edit_distance(clean(r, "line"), t), len(t)) for r, t in zip(readings, truths)], dtype=np.int64)
+
+
+def cer(recognizer, pairs: list) -> float:
+    "Corpus CER of `recognizer` on (image, text) pairs, both sides normalized as bench/quality.py does."
+    edits = line_edits(recognizer, pairs)
+    return float(edits[:, 0].sum() / edits[:, 1].sum())
+
+
+def paired_bootstrap(old: dict, new: dict, resamples: int = 2000, seed: int = 0) -> dict:
+    """How sure the difference of two readers' mean CER over hands is: {hand: per-line (edits, characters)} of each,
+    the same lines, resampled together within each hand. The difference new - old in points, its 90% interval, and
+    the share of resamples in which the new reader's mean is lower."""
+    rng, hands = np.random.default_rng(seed), sorted(old)
+
+    def mean(edits: dict, picks: dict) -> float:
+        return float(np.mean([edits[h][picks[h], 0].sum() / edits[h][picks[h], 1].sum() for h in hands]))
+
+    everything = {h: np.arange(len(old[h])) for h in hands}
+    differences = []
+    for _ in range(resamples):
+        picks = {h: rng.integers(0, len(old[h]), len(old[h])) for h in hands}
+        differences.append(mean(new, picks) - mean(old, picks))
+    differences = 100 * np.array(differences)
+    return {"difference_points": round(100 * (mean(new, everything) - mean(old, everything)), 3),
+            "interval_90_points": [round(float(x), 3) for x in np.percentile(differences, [5, 95])],
+            "share_of_resamples_lower": round(float((differences < 0).mean()), 3), "resamples": resamples}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("artifacts", nargs="+", help="artifact folders; one alone is compared with the shipped reader")
     parser.add_argument("--lines", type=int, default=30, help="lines per validation family (the other sets scale)")
+    parser.add_argument("--hand-lines", type=int, default=150, help="lines per validation hand in the deciding set")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     measured_on = machine(load_average_at_start=load_average())
@@ -158,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     from text_recognizer.predictor import ParagraphTextRecognizer
 
     folders = ([str(SHIPPED)] if len(args.artifacts) == 1 else []) + args.artifacts
-    sets = {"unseen hands, new text": new_text_hands(args.lines), **validation_sets(args.lines),
+    sets = {"unseen hands, new text": new_text_hands(args.hand_lines), **validation_sets(args.lines),
             "unseen hands, new text, other forms": new_text_hands(args.lines, other_forms=True)}
-    rows, new_text_lms = [], {}
+    rows, new_text_lms, deciding_edits = [], {}, {}
     for folder in folders:
         for decoding in ("greedy", "auto"):
             recognizer = ParagraphTextRecognizer(folder, num_threads=1, decoding=decoding)
@@ -172,7 +207,10 @@ def main(argv: list[str] | None = None) -> int:
                     if order not in new_text_lms:
                         new_text_lms[order] = held_back_lm(order)
                     decoder.lm = new_text_lms[order]
-                per_group = {group: cer(recognizer, pairs) for group, pairs in groups.items()}
+                edits = {group: line_edits(recognizer, pairs) for group, pairs in groups.items()}
+                per_group = {group: float(e[:, 0].sum() / e[:, 1].sum()) for group, e in edits.items()}
+                if name == "unseen hands, new text":
+                    deciding_edits[folder, recognizer.decoding] = edits
                 if decoder is not None:
                     decoder.lm = shipped_lm
                 row[name] = float(np.mean(list(per_group.values())))
@@ -184,16 +222,21 @@ def main(argv: list[str] | None = None) -> int:
     old, new = (next(r for r in rows if r["artifact"] == f and r["decoding"] != "greedy") for f in (folders[0], folders[-1]))
     keep = (new["unseen hands, new text"] < old["unseen hands, new text"]
             and all(new[name] <= old[name] + 0.005 for name in ("training mix", "block capitals")))
-    print(f"{'keep' if keep else 'drop'} {new['version']} (against {old['version']}, with each one's decoding)")
+    sureness = paired_bootstrap(deciding_edits[folders[0], old["decoding"]], deciding_edits[folders[-1], new["decoding"]])
+    print(f"{'keep' if keep else 'drop'} {new['version']} (against {old['version']}, with each one's decoding); "
+          f"difference {sureness['difference_points']:+.2f} points, 90% interval {sureness['interval_90_points']}, "
+          f"lower in {sureness['share_of_resamples_lower']:.0%} of resamples")
     write_json(args.out, {
         "benchmark": "reader_validation: line readers' CER on validation lines (unseen validation hands, the "
                      "training mix, block capitals), greedy and with each reader's decoding",
         "date": utc_now(), "command": command_line("reader_validation.py", argv),
         "machine": {**measured_on, "load_average_at_end": load_average()},
-        "settings": {"lines_per_family": args.lines, "mix": recipe_mix(), "stream": "val",
+        "settings": {"lines_per_family": args.lines, "lines_per_hand_deciding": args.hand_lines, "mix": recipe_mix(),
+                     "stream": "val",
                      "new_text": "held-back training sentences (decoding_validation.held_back), read with a "
                                  "language model of the reader's order counted without them"},
         "results": rows, "decision": {"candidate": new["version"], "against": old["version"], "keep": keep,
+                                      "paired_bootstrap": sureness,
                                       "rule": "lower mean CER on the unseen hands writing new text, with its "
                                               "decoding (a language model that never read that text), and neither the "
                                               "training mix nor block capitals worse by more than 0.5 points"},
