@@ -434,47 +434,38 @@ def test_width_jitter_makes_lines_narrower_or_wider_and_leaves_texts_and_other_d
     assert unaugmented.size == SyntheticLineDataset(3, seed=8, augment=False).sample(0)[0].size  # plain lines: as drawn
 
 
-def test_letter_elastic_reshapes_letters_in_fonts_only_and_keeps_texts_and_ink_in_the_frame():
-    plain = SyntheticLineDataset(12, seed=9, stroke_fraction=0.35)
-    reshaped = SyntheticLineDataset(12, seed=9, stroke_fraction=0.35, letter_elastic=2.0)
-    assert all(np.array_equal(np.asarray(plain.sample(i)[0]), np.asarray(SyntheticLineDataset(
-        12, seed=9, stroke_fraction=0.35, letter_elastic=0.0).sample(i)[0])) for i in range(3))  # no draw when 0
-    assert [reshaped.sample(i)[1] for i in range(12)] == [plain.sample(i)[1] for i in range(12)]
-    assert np.array_equal(np.asarray(reshaped.sample(5)[0]), np.asarray(reshaped.sample(5)[0]))  # deterministic
-    changed = sum(not np.array_equal(np.asarray(reshaped.sample(i)[0]), np.asarray(plain.sample(i)[0])) for i in range(12))
-    assert changed >= 6  # the font lines (about two in three)
-    strokes = [SyntheticLineDataset(4, seed=9, stroke_fraction=1.0, letter_elastic=le).sample(i)[0] for le in (0.0, 3.0)
-               for i in range(4)]
-    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(strokes[:4], strokes[4:]))  # pens: untouched
-    unaugmented = SyntheticLineDataset(3, seed=9, letter_elastic=2.0, augment=False).sample(0)[0]
-    assert np.array_equal(np.asarray(unaugmented), np.asarray(SyntheticLineDataset(3, seed=9, augment=False).sample(0)[0]))
-    strong = SyntheticLineDataset(20, seed=9, letter_elastic=3.0)
-    for i in range(20):
-        ink = 255 - np.asarray(strong.sample(i)[0].convert("L"), np.float32)
+def _check_font_line_switch(name: str, value: float, seed: int, count: int = 12) -> tuple:
+    """What a switch that changes font-written lines only must keep: no draw at 0, the texts, determinism, pen-stroke
+    and unaugmented lines as they were, no letter cut by the frame. Returns which of `count` lines it changed, and the texts."""
+    def image(dataset, i):
+        return np.asarray(dataset.sample(i)[0].convert("L"))
+
+    plain, switched, off = (SyntheticLineDataset(count, seed=seed, stroke_fraction=0.35, **extra)
+                            for extra in ({}, {name: value}, {name: 0.0}))
+    assert all(np.array_equal(image(plain, i), image(off, i)) for i in range(3))  # no draw when 0
+    texts = [plain.sample(i)[1] for i in range(count)]
+    assert [switched.sample(i)[1] for i in range(count)] == texts
+    assert np.array_equal(image(switched, 3), image(switched, 3))  # deterministic
+    pens_off, pens_on = (SyntheticLineDataset(4, seed=seed, stroke_fraction=1.0, **{name: v}) for v in (0.0, value))
+    assert all(np.array_equal(image(pens_off, i), image(pens_on, i)) for i in range(4))  # pens: untouched
+    unaugmented = SyntheticLineDataset(3, seed=seed, augment=False, **{name: value})
+    assert np.array_equal(image(unaugmented, 0), image(SyntheticLineDataset(3, seed=seed, augment=False), 0))
+    for i in range(count):
+        ink = 255 - image(switched, i).astype(np.float32)
         border = np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]]) - np.median(ink)
-        assert border.max() < 100, i  # no letter cut by the frame
+        assert border.max() < 100, (name, i)  # no letter cut by the frame
+    return [not np.array_equal(image(switched, i), image(plain, i)) for i in range(count)], texts
+
+
+def test_letter_elastic_reshapes_letters_in_fonts_only_and_keeps_texts_and_ink_in_the_frame():
+    changed, _ = _check_font_line_switch("letter_elastic", 3.0, seed=9, count=20)
+    assert sum(changed) >= 10  # the font lines (about two in three)
 
 
 def test_allographs_write_other_letter_forms_in_fonts_only_and_keep_texts_and_ink_in_the_frame():
-    plain = SyntheticLineDataset(12, seed=10, stroke_fraction=0.35)
-    other = SyntheticLineDataset(12, seed=10, stroke_fraction=0.35, allographs=1.0)
-    assert all(np.array_equal(np.asarray(plain.sample(i)[0]), np.asarray(SyntheticLineDataset(
-        12, seed=10, stroke_fraction=0.35, allographs=0.0).sample(i)[0])) for i in range(3))  # no draw when 0
-    texts = [plain.sample(i)[1] for i in range(12)]
-    assert [other.sample(i)[1] for i in range(12)] == texts
-    assert np.array_equal(np.asarray(other.sample(3)[0]), np.asarray(other.sample(3)[0]))  # deterministic
-    changed = [not np.array_equal(np.asarray(other.sample(i)[0]), np.asarray(plain.sample(i)[0])) for i in range(12)]
+    changed, texts = _check_font_line_switch("allographs", 1.0, seed=10)
     assert sum(changed) >= 6  # the font lines with an h, m, n or quote mark
     assert all(set(text) & set("hmn'\"") for text, was_changed in zip(texts, changed) if was_changed)
-    strokes = [SyntheticLineDataset(4, seed=10, stroke_fraction=1.0, allographs=a).sample(i)[0] for a in (0.0, 1.0)
-               for i in range(4)]
-    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(strokes[:4], strokes[4:]))  # pens: untouched
-    unaugmented = SyntheticLineDataset(3, seed=10, allographs=1.0, augment=False).sample(0)[0]
-    assert np.array_equal(np.asarray(unaugmented), np.asarray(SyntheticLineDataset(3, seed=10, augment=False).sample(0)[0]))
-    for i in range(12):
-        ink = 255 - np.asarray(other.sample(i)[0].convert("L"), np.float32)
-        border = np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]]) - np.median(ink)
-        assert border.max() < 100, i  # no letter cut by the frame
 
 
 def test_garland_and_stroke_quotes_keep_every_training_faces_ink():
@@ -494,21 +485,8 @@ def test_garland_and_stroke_quotes_keep_every_training_faces_ink():
 
 
 def test_core_jitter_reproportions_font_lines_only_and_keeps_texts_and_ink_in_the_frame():
-    plain = SyntheticLineDataset(10, seed=12, stroke_fraction=0.35)
-    proportioned = SyntheticLineDataset(10, seed=12, stroke_fraction=0.35, core_jitter=0.4)
-    assert all(np.array_equal(np.asarray(plain.sample(i)[0]), np.asarray(SyntheticLineDataset(
-        10, seed=12, stroke_fraction=0.35, core_jitter=0.0).sample(i)[0])) for i in range(3))  # no draw when 0
-    assert [proportioned.sample(i)[1] for i in range(10)] == [plain.sample(i)[1] for i in range(10)]
-    assert np.array_equal(np.asarray(proportioned.sample(2)[0]), np.asarray(proportioned.sample(2)[0]))  # deterministic
-    assert sum(not np.array_equal(np.asarray(proportioned.sample(i)[0]), np.asarray(plain.sample(i)[0]))
-               for i in range(10)) >= 5
-    pens = [SyntheticLineDataset(3, seed=12, stroke_fraction=1.0, core_jitter=c).sample(i)[0] for c in (0.0, 0.4)
-            for i in range(3)]
-    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(pens[:3], pens[3:]))  # pens: untouched
-    for i in range(10):
-        ink = 255 - np.asarray(proportioned.sample(i)[0].convert("L"), np.float32)
-        border = np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]]) - np.median(ink)
-        assert border.max() < 100, i  # no letter cut by the frame
+    changed, _ = _check_font_line_switch("core_jitter", 0.4, seed=12, count=10)
+    assert sum(changed) >= 5  # the font lines
 
 
 def test_core_scale_moves_the_x_height_and_keeps_ascenders_in_every_tenth_training_face():
