@@ -154,10 +154,14 @@ def line_edits(recognizer, pairs: list) -> np.ndarray:
     return np.array([(edit_distance(clean(r, "line"), t), len(t)) for r, t in zip(readings, truths)], dtype=np.int64)
 
 
+def corpus_cer(edits: np.ndarray) -> float:
+    "All the character edits over all the characters of (edits, characters) rows (`line_edits`)."
+    return float(edits[:, 0].sum() / edits[:, 1].sum())
+
+
 def cer(recognizer, pairs: list) -> float:
     "Corpus CER of `recognizer` on (image, text) pairs, both sides normalized as bench/quality.py does."
-    edits = line_edits(recognizer, pairs)
-    return float(edits[:, 0].sum() / edits[:, 1].sum())
+    return corpus_cer(line_edits(recognizer, pairs))
 
 
 def paired_bootstrap(old: dict, new: dict, resamples: int = 2000, seed: int = 0) -> dict:
@@ -167,7 +171,7 @@ def paired_bootstrap(old: dict, new: dict, resamples: int = 2000, seed: int = 0)
     rng, hands = np.random.default_rng(seed), sorted(old)
 
     def mean(edits: dict, picks: dict) -> float:
-        return float(np.mean([edits[h][picks[h], 0].sum() / edits[h][picks[h], 1].sum() for h in hands]))
+        return float(np.mean([corpus_cer(edits[h][picks[h]]) for h in hands]))
 
     everything = {h: np.arange(len(old[h])) for h in hands}
     differences = []
@@ -208,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                         new_text_lms[order] = held_back_lm(order)
                     decoder.lm = new_text_lms[order]
                 edits = {group: line_edits(recognizer, pairs) for group, pairs in groups.items()}
-                per_group = {group: float(e[:, 0].sum() / e[:, 1].sum()) for group, e in edits.items()}
+                per_group = {group: corpus_cer(e) for group, e in edits.items()}
                 if name == "unseen hands, new text":
                     deciding_edits[folder, recognizer.decoding] = edits
                 if decoder is not None:

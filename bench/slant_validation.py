@@ -102,15 +102,17 @@ def main(argv: list[str] | None = None) -> int:
             count += len(pairs)
     estimate_ms = 1000 * (time.perf_counter() - started) / count
     ways = {"as drawn": 0.0, "half": 0.5, "full": 1.0}
-    rows = []
+    rows, new_text_lm = [], None
     for decoding in ("greedy", "auto"):
         recognizer = ParagraphTextRecognizer(args.artifact, num_threads=1, decoding=decoding)
+        if recognizer.decoder is not None and new_text_lm is None:  # counted once: fitting it takes a while
+            new_text_lm = held_back_lm(recognizer.config["decoding"]["order"])
         for way, fraction in ways.items():
             row = {"decoding": recognizer.decoding, "deslant": way}
             for name, groups in clean.items():
                 lm = None
                 if recognizer.decoder is not None and name == "unseen hands, new text":
-                    lm, recognizer.decoder.lm = recognizer.decoder.lm, held_back_lm(recognizer.config["decoding"]["order"])
+                    lm, recognizer.decoder.lm = recognizer.decoder.lm, new_text_lm
                 per_group = {group: cer(recognizer, [(unshear(image, round(fraction * s, 3)), text)
                                                      for (image, text), s in zip(pairs, shears[(name, group)])])
                              for group, pairs in groups.items()}
