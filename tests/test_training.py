@@ -307,6 +307,48 @@ def test_init_from_a_mismatched_architecture_is_refused(tmp_path, capsys):
         training.load_init_weights(model, SHIPPED)
 
 
+# --------------------------------------------------------------------------- model soups
+def test_a_soup_of_fine_tunes_stages_and_trains_like_a_run(tmp_path):
+    "`text-recognizer average` (the real command) writes the mean weights as a run that stage and --init-from take."
+    def run(name: str, seed: int, init_from: str | None = None) -> str:
+        config = config_for("SyntheticLines", "LineCNNLSTM", tmp_path / name, "tiny", max_steps=2, limit_train_batches=2,
+                            limit_val_batches=1, num_sanity_val_steps=0)
+        config.update(test=False, seed=seed, init_from=init_from)
+        return training.train(config)["last_checkpoint"]
+
+    start = run("start", 0)
+    members = [run(f"fine{seed}", seed, init_from=start) for seed in (1, 2)]
+    cli = [str(Path(sys.executable).parent / "text-recognizer"), "average"]
+    done = subprocess.run([*cli, *members, "--output-dir", str(tmp_path / "soup")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    states = [torch.load(m, map_location="cpu", weights_only=True)["state_dict"] for m in members]
+    mean = {k: (states[0][k] + states[1][k]) / 2 for k, v in states[0].items() if v.is_floating_point()}
+    assert any(not torch.equal(states[0][k], states[1][k]) for k in mean)  # the members differ
+
+    from text_recognizer.registry import stage
+
+    staged = stage(tmp_path / "soup", tmp_path / "artifact", use_wandb=False, onnx=False)
+    scripted = torch.jit.load(str(tmp_path / "artifact" / "model.pt"), map_location="cpu").state_dict()
+    assert all(torch.allclose(scripted[k], v, atol=1e-6) for k, v in mean.items())
+    config = json.loads((tmp_path / "artifact" / "config.json").read_text())
+    assert config["training"]["command"].startswith("text-recognizer average ") and staged["chosen"]["how"] == "summary.json"
+    assert [m["path"] for m in yaml.safe_load((tmp_path / "soup" / "config.yaml").read_text())["average_of"]] == members
+
+    seen = FirstWeights()  # a soup is a starting point like any checkpoint
+    again = config_for("SyntheticLines", "LineCNNLSTM", tmp_path / "again", "tiny", max_steps=1, limit_train_batches=1,
+                       limit_val_batches=0, num_sanity_val_steps=0)
+    again.update(test=False, init_from=str(tmp_path / "soup" / "checkpoints" / "average.ckpt"))
+    training.train(again, extra_callbacks=[seen])
+    assert all(torch.allclose(seen.weights[k[len("model."):]], v) for k, v in mean.items())
+
+    other = config_for("SyntheticLines", "LineCNN", tmp_path / "other", "cpu", max_steps=1, limit_train_batches=1,
+                       limit_val_batches=1, num_sanity_val_steps=0)
+    other["test"] = False
+    refused = subprocess.run([*cli, members[0], training.train(other)["last_checkpoint"], "--output-dir",
+                              str(tmp_path / "bad")], capture_output=True, text=True)
+    assert refused.returncode == 2 and "average one model only" in refused.stderr and not (tmp_path / "bad").exists()
+
+
 # --------------------------------------------------------------------------- fine-tuning: feedback lines
 def write_feedback(folder: Path, examples: list[tuple]) -> Path:
     "A folder like monitoring.export_flagged_dataset writes, from (PIL image, text) pairs."

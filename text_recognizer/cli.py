@@ -15,6 +15,7 @@ SUBCOMMANDS = {  # name: (module under text_recognizer, what it does)
     "demo": ("app", "the main job: serve the shipped model in the Gradio app, with embedded defaults"),
     "render": ("data.synthetic", "render synthetic handwriting samples to image files"),
     "train": ("training", "train a model on a DataModule (Lightning, W&B offline by default)"),
+    "average": ("training.soup", "average the weights of fine-tunes of one model into a new run folder (a model soup)"),
     "export": ("export", "export a checkpoint to TorchScript and ONNX, with a parity check"),
     "stage": ("registry", "stage a trained model as a versioned artifact folder"),
     "predict": ("predictor", "read handwriting in image files with a staged model"),

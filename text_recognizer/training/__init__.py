@@ -20,6 +20,7 @@ from text_recognizer.training.runs import (
     _started_by_lightning, load_init_weights, make_run_dir, plan_run, read_init_weights, resolve_resume,
     start_weights, wandb_mode)
 from .summary import format_summary, report, summarise, test_best, time_limit_reached
+from .soup import average_checkpoints
 from .sweeps import LINE_SWEEP, check_sweep, write_sweep
 from .trainer import build, build_trainer, fit, load_checkpoint, record_run
 
@@ -27,7 +28,7 @@ __all__ += ["DEFAULT_CONFIG", "RECIPES", "SMOKE_TRAINER", "build_parser", "class
             "resolve_config", "resolved_config", "RESUME_ENV", "RUN_DIR_ENV", "SHIPPED_MODEL_HINT", "InitFromError",
             "RunPlan", "load_init_weights", "make_run_dir", "plan_run", "read_init_weights", "resolve_resume",
             "start_weights", "wandb_mode", "format_summary", "report", "summarise", "test_best", "time_limit_reached",
-            "LINE_SWEEP", "check_sweep", "write_sweep", "build", "build_trainer", "fit", "load_checkpoint", "record_run"]
+            "LINE_SWEEP", "check_sweep", "write_sweep", "average_checkpoints", "build", "build_trainer", "fit", "load_checkpoint", "record_run"]
 
 # %% ../../nbs/34_training.ipynb
 def train(config: dict, # a run config, as from `resolve_config`
