@@ -83,9 +83,12 @@ def average_checkpoints(paths: list[str | Path], # two or more .ckpt files of on
         if _lineage(member) != _lineage(members[0]):
             raise ValueError(f"{path} holds a {_lineage(member)[0]} with {_lineage(member)[1]}; {paths[0]} a "
                              f"{_lineage(members[0])[0]} with {_lineage(members[0])[1]}: average one model only")
+    output_dir = Path(output_dir)
+    existing = output_dir / "config.yaml"
+    if existing.is_file() and "average_of" not in (yaml.safe_load(existing.read_text()) or {}):
+        raise ValueError(f"{output_dir} holds a training run (its config.yaml); give the soup a folder of its own")
     weights = average_state_dicts([m["state_dict"] for m in members])
     record = [{"path": str(p), "sha256": _sha256(p), "command": _run_config(p).get("command")} for p in paths]
-    output_dir = Path(output_dir)
     (output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     checkpoint = output_dir / "checkpoints" / "average.ckpt"
     partial = checkpoint.with_suffix(".ckpt.partial")
