@@ -102,7 +102,7 @@ def run_record(run_dir) -> dict:
             "seconds": summary.get("seconds"), "epochs": summary.get("epochs"),
             "global_step": summary.get("global_step"), "monitor": summary.get("monitor"),
             "best_score": summary.get("best_score"), "wandb_run_dir": summary.get("wandb_run_dir"),
-            "wandb_url": summary.get("wandb_url"),
+            "wandb_url": summary.get("wandb_url"), "average_of": config.get("average_of"),
         }.items() if v is not None},
         "data": {k: v for k, v in {"data_class": config.get("data_class"), "data_args": config.get("data_args")}.items()
                  if v is not None},
@@ -192,7 +192,10 @@ def model_card(config: dict) -> str:
     lines += [f"- `{name}`: {info['bytes'] / 1e6:.1f} MB, sha256 `{info['sha256'][:16]}...`" for name, info in files.items()]
     lines += ["- `config.json`: vocabulary, preprocessing, line finder, decoding, provenance and metrics", "",
               "## Reproduce", "", "```bash"]
-    lines += [f"{training['command']}  # train" if training.get("command") else "# training command not recorded"]
+    members = training.get("average_of") or []  # a model soup (training.soup): how each member was trained
+    lines += [f"{m['command']}  # train member {i} of the average" for i, m in enumerate(members, 1) if m.get("command")]
+    lines += [f"{training['command']}  # {'average' if members else 'train'}" if training.get("command")
+              else "# training command not recorded"]
     lines += [f"{config['staging']['command']}  # stage" if config.get("staging", {}).get("command") else ""]
     lines += [f"{config['line_finder']['command']}  # add the line finder" if config.get("line_finder", {}).get("command")
               else ""]
