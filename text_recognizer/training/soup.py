@@ -62,6 +62,16 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _write_then_rename(path: Path, write) -> None:
+    "`write(temporary path)`, then rename it to `path`: a reader never sees half a file; a failed write leaves none."
+    partial = path.with_name(path.name + ".partial")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def _run_config(checkpoint_path: Path) -> dict:
     "The config.yaml of the run a checkpoint belongs to ({} when there is none)."
     for folder in (checkpoint_path.parent.parent, checkpoint_path.parent):
@@ -91,17 +101,16 @@ def average_checkpoints(paths: list[str | Path], # two or more .ckpt files of on
     record = [{"path": str(p), "sha256": _sha256(p), "command": _run_config(p).get("command")} for p in paths]
     (output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     checkpoint = output_dir / "checkpoints" / "average.ckpt"
-    partial = checkpoint.with_suffix(".ckpt.partial")
-    torch.save({"state_dict": weights, "hyper_parameters": members[0]["hyper_parameters"], "epoch": 0, "global_step": 0,
-                "pytorch-lightning_version": members[0].get("pytorch-lightning_version"), "average_of": record}, partial)
-    os.replace(partial, checkpoint)
+    saved = {"state_dict": weights, "hyper_parameters": members[0]["hyper_parameters"], "epoch": 0, "global_step": 0,
+             "pytorch-lightning_version": members[0].get("pytorch-lightning_version"), "average_of": record}
+    _write_then_rename(checkpoint, lambda p: torch.save(saved, p))
     config = {**_run_config(paths[0]), "command": command, "run_dir": str(output_dir), "init_from": None,
               "average_of": record}
-    (output_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    _write_then_rename(output_dir / "config.yaml", lambda p: p.write_text(yaml.safe_dump(config, sort_keys=False)))
     summary = {"run_dir": str(output_dir), "best_checkpoint": str(checkpoint), "last_checkpoint": str(checkpoint),
                "monitor": None, "best_score": None, "chosen": "the mean of its members; no validation chose it",
                "average_of": record}
-    (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    _write_then_rename(output_dir / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
     return summary
 
 # %% ../../nbs/34f_training.soup.ipynb
