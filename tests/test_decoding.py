@@ -96,7 +96,8 @@ def test_beam_search_edge_cases():
 
 def test_the_shipped_language_model_loads_and_prefers_english():
     lm = load_lm(LM_DIR / LM_FILE)
-    assert lm.order == 6 and len(lm.alphabet) == 79
+    about = json.loads((LM_DIR / "about.json").read_text())
+    assert lm.order == about["order"] == 7 and len(lm.alphabet) == 79 and len(lm.contexts) == about["contexts"]
     for good, bad in [("under the", "uuder the"), ("leaders", "leoders"), ("MERCHANTABILITY", "MERCHAll 74832JTy"),
                       ("on 12/03/1999", "on 12/O3/1999")]:
         assert lm.score(good) > lm.score(bad), (good, bad)

@@ -183,7 +183,7 @@ def ctc_beam_search(log_probs: np.ndarray, # (steps, classes) log-probabilities 
     return max(beams, key=lambda beam: _log_add(beam[1], beam[2]) + lm_score[beam[0]])[0]
 
 # %% ../nbs/42b_decoding.ipynb
-DECODING_DEFAULTS = {"alpha": 0.3, "beta": 0.3, "beam_width": 8, "prune": 0.01}
+DECODING_DEFAULTS = {"alpha": 0.3, "beta": 1.5, "beam_width": 8, "prune": 0.01}
 
 
 class BeamDecoder:
@@ -226,7 +226,7 @@ def lm_alphabet() -> str:
     return "".join(c for c in CHARACTERS if c != "\n")
 
 
-def build_language_model(path, order: int = 6, capitals: float = CAPITALS_FRACTION) -> CharLM:
+def build_language_model(path, order: int = 7, capitals: float = CAPITALS_FRACTION) -> CharLM:
     "Count the project's language model (`language_model_texts`) and save it to `path`."
     lm = CharLM.fit(language_model_texts(capitals), order, lm_alphabet())
     save_lm(lm, path)
