@@ -115,7 +115,7 @@ def average_checkpoints(paths: list[str | Path], # two or more .ckpt files of on
 
 # %% ../../nbs/34f_training.soup.ipynb
 def main(argv: list[str] | None = None) -> int:
-    "`text-recognizer average CKPT CKPT ... --output-dir RUN`: the mean of the checkpoints' weights, as a run folder."
+    "`text-recognizer average CKPT CKPT [CKPT...] --output-dir RUN`: the mean of the checkpoints' weights, as a run folder."
     import argparse
 
     parser = argparse.ArgumentParser(prog="text-recognizer average", description=main.__doc__)
