@@ -81,6 +81,8 @@ with stage 9's decoding the soup alone read 1.54% (reader_validation_soup7.json)
 Then a soup of nine, named before its figures were seen (the seven, and two 920-step fine-tunes of stage 10,
 seeds 26 and 27), was dropped against stage 10 with the same decoding (bench/results/reader_validation_soup9.json:
 1.53% against 1.50%, interval -0.01 to +0.08 points, lower in 10% of resamples).
+So was one longer fine-tune of stage 10, also named before its figures (seed 28, 89,600 lines, one-cycle peaking at
+3e-4, stopped by its time limit at step 1,863 of 2,800): 1.68% against 1.50% (reader_validation_r28.json).
 """
 
 import argparse
