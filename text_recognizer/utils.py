@@ -4,7 +4,7 @@
 
 # %% auto 0
 __all__ = ['SMOKE_ENV_VAR', 'HOME_ENV_VAR', 'PACKAGE_DIR', 'is_smoke', 'smoke_or', 'home_dir', 'data_dir', 'replace_folder',
-           'sha256_of', 'accelerator']
+           'write_atomically', 'sha256_of', 'accelerator']
 
 # %% ../nbs/01_utils.ipynb
 import os
@@ -51,6 +51,25 @@ def replace_folder(source: Path, target: Path):
         shutil.rmtree(old)
     else:
         source.rename(target)
+
+# %% ../nbs/01_utils.ipynb
+def write_atomically(path, data: bytes, sync: bool = False):
+    "Write `data` to `path` through a temporary file and a rename, so no reader sees half a file."
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            if sync:  # also survive a power cut, not just a crash
+                file.flush()
+                os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 # %% ../nbs/01_utils.ipynb
 def sha256_of(path) -> str:

@@ -6,15 +6,16 @@
 __all__ = ['read_member', 'average_state_dicts', 'average_checkpoints', 'main']
 
 # %% ../../nbs/34f_training.soup.ipynb
-import hashlib
+import io
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
 
 import torch
 import yaml
+
+from ..utils import sha256_of, write_atomically
 
 # %% ../../nbs/34f_training.soup.ipynb
 def read_member(path: str | Path) -> dict:
@@ -54,24 +55,6 @@ def average_state_dicts(state_dicts: list[dict]) -> dict:
                   if value.is_floating_point() else value.clone()) for key, value in first.items()}
 
 # %% ../../nbs/34f_training.soup.ipynb
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _write_then_rename(path: Path, write) -> None:
-    "`write(temporary path)`, then rename it to `path`: a reader never sees half a file; a failed write leaves none."
-    partial = path.with_name(path.name + ".partial")
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
 def _run_config(checkpoint_path: Path) -> dict:
     "The config.yaml of the run a checkpoint belongs to ({} when there is none)."
     for folder in (checkpoint_path.parent.parent, checkpoint_path.parent):
@@ -98,19 +81,21 @@ def average_checkpoints(paths: list[str | Path], # two or more .ckpt files of on
     if existing.is_file() and "average_of" not in (yaml.safe_load(existing.read_text()) or {}):
         raise ValueError(f"{output_dir} holds a training run (its config.yaml); give the soup a folder of its own")
     weights = average_state_dicts([m["state_dict"] for m in members])
-    record = [{"path": str(p), "sha256": _sha256(p), "command": _run_config(p).get("command")} for p in paths]
+    record = [{"path": str(p), "sha256": sha256_of(p), "command": _run_config(p).get("command")} for p in paths]
     (output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     checkpoint = output_dir / "checkpoints" / "average.ckpt"
     saved = {"state_dict": weights, "hyper_parameters": members[0]["hyper_parameters"], "epoch": 0, "global_step": 0,
              "pytorch-lightning_version": members[0].get("pytorch-lightning_version"), "average_of": record}
-    _write_then_rename(checkpoint, lambda p: torch.save(saved, p))
+    buffer = io.BytesIO()
+    torch.save(saved, buffer)
+    write_atomically(checkpoint, buffer.getvalue())
     config = {**_run_config(paths[0]), "command": command, "run_dir": str(output_dir), "init_from": None,
               "average_of": record}
-    _write_then_rename(output_dir / "config.yaml", lambda p: p.write_text(yaml.safe_dump(config, sort_keys=False)))
+    write_atomically(output_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False).encode())
     summary = {"run_dir": str(output_dir), "best_checkpoint": str(checkpoint), "last_checkpoint": str(checkpoint),
                "monitor": None, "best_score": None, "chosen": "the mean of its members; no validation chose it",
                "average_of": record}
-    _write_then_rename(output_dir / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
+    write_atomically(output_dir / "summary.json", json.dumps(summary, indent=2).encode())
     return summary
 
 # %% ../../nbs/34f_training.soup.ipynb
