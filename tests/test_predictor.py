@@ -177,6 +177,26 @@ def test_batch_reads_like_one_by_one(recognizer):
     assert recognizer.predict_batch(pages) == [recognizer.predict(p) for p in pages]
 
 
+def test_crowded_lines_are_read_again_wider():
+    "With the shipped reader: a line squeezed to half its width is widened and read again; a roomy line is read once."
+    from text_recognizer.data.synthetic import render_line, stretch_width
+    from text_recognizer.evaluation import edit_distance
+    from text_recognizer.predictor import WIDENING
+
+    reader = ParagraphTextRecognizer(num_threads=1, decoding="greedy")
+    assert reader.widening == WIDENING  # the shipped artifact's config.json carries the setting export writes
+    text = "the quick brown fox jumps over the lazy dog"
+    line = render_line(text, font="Satisfy", seed=0, augment=False)
+    squeezed = stretch_width(line, 0.5)
+    widened = [row["widened"] for row in reader.predict_with_details(squeezed)["lines"]]
+    assert widened and all(factor > 1.0 for factor in widened)
+    assert [row["widened"] for row in reader.predict_with_details(line)["lines"]] == [1.0]
+    wide_reading = reader.predict(squeezed)
+    reader.widening = None  # off: every line read once, as drawn
+    assert [row["widened"] for row in reader.predict_with_details(squeezed)["lines"]] == [1.0] * len(widened)
+    assert edit_distance(wide_reading, text) <= edit_distance(reader.predict(squeezed), text)
+
+
 def test_both_backends_read_the_same(artifact):
     onnx = ParagraphTextRecognizer(artifact, backend="onnx", num_threads=1)
     torchscript = ParagraphTextRecognizer(artifact, backend="torchscript", num_threads=1)

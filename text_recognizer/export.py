@@ -31,6 +31,7 @@ from .utils import replace_folder
 from .metadata import BLANK_INDEX, SPECIAL_TOKENS, VOCABULARY
 from text_recognizer.predictor import (
     OnnxBackend,
+    WIDENING,
     TorchScriptBackend,
     decode_outputs,
     line_to_array,
@@ -211,7 +212,8 @@ def artifact_config(kind: str, # "line_ctc" or "paragraph_transformer"
                           "polarity": "auto", "stretch": True, "height": height, "width": width,
                           "mean": 0.0, "std": 1.0,
                           "resize": "fit inside height x width keeping aspect; lines centered vertically, "
-                                    "padded right; pages scaled down only, padded right and bottom"},
+                                    "padded right; pages scaled down only, padded right and bottom",
+                          **({"widen": dict(WIDENING)} if kind == "line_ctc" else {})},
         "model": model_description(model),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch_version": torch.__version__.split("+")[0],

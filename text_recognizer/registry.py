@@ -138,6 +138,15 @@ def _number(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 # %% ../nbs/41_registry.ipynb
+def _widening_sentence(config: dict) -> str:
+    "How crowded lines are read (`predictor.widening_factors`), or nothing for an artifact that reads every line once."
+    widen = config.get("preprocessing", {}).get("widen")
+    if not widen:
+        return ""
+    return (f" A line whose greedy reading has fewer than {widen['pixels_per_character']:g} columns per character is "
+            f"stretched sideways to that spacing (at most {widen['most']:g} times) and read again.")
+
+
 def _decoding_sentence(config: dict) -> str:
     "How the artifact's outputs become text, for the card."
     decoding = config.get("decoding")
@@ -168,7 +177,8 @@ def model_card(config: dict) -> str:
         "## How it works", "", config.get("approach") or APPROACHES.get(kind, ""), "",
         f"Input: grayscale, polarity detected and normalized, contrast stretched; "
         f"{config['preprocessing'].get('height')} x {config['preprocessing'].get('width')} pixels per "
-        f"{'line' if kind == 'line_ctc' else 'page'}, ink bright in [0, 1]. Output: {_decoding_sentence(config)} "
+        f"{'line' if kind == 'line_ctc' else 'page'}, ink bright in [0, 1].{_widening_sentence(config)} "
+        f"Output: {_decoding_sentence(config)} "
         f"Vocabulary: {len(config['vocabulary'])} tokens (4 special).", "",
         "## Training data", "",
         data.get("description") or "Synthetic handwriting rendered by `text_recognizer.data.synthetic` from "
