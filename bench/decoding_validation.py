@@ -20,7 +20,8 @@ copied again in capitals (0 and 0.05 are compared). First the order (4 to 7), th
 are chosen at beta 0.3, then alpha and beta together at that order. The settings with the lowest mean CER of the
 three sets are printed with the shipped ones (`decoding.DECODING_DEFAULTS`). The beam's width is not chosen
 here: the grid runs at 8 (cheaper), and 5 and 16 are recorded at the chosen settings; the shipped width
-(16 since stage 11) is a reader's, kept by bench/reader_validation.py (reader_validation_beam16.json). Results go to
+(32 since stage 11) is a reader's, kept by bench/reader_validation.py (reader_validation_beam16.json: 16
+against 8; reader_validation_beam32.json: 32 against 16). Results go to
 bench/results/decoding_validation.json.
 """
 

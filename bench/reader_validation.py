@@ -92,8 +92,11 @@ to +0.05 points, lower in 75% of resamples; the training mix 2.71% against 2.66%
 read that way, kept the settings and recorded a beam of 16 at 1.79% against 1.87% for 8. A beam of 16 was then
 named as the candidate and kept against the widened reader with a beam of 8 (bench/results/
 reader_validation_beam16.json: 1.42% against 1.46%, interval -0.07 to -0.01 points, lower in 99%; the training mix
-2.54% against 2.71%, block capitals 5.84% against 5.90%). Both together are stage 11; against stage 10
-(bench/results/reader_validation.json): 1.42% against 1.50%, interval -0.18 to +0.02 points, lower in 91%.
+2.54% against 2.71%, block capitals 5.84% against 5.90%), and a beam of 32, named the same way, against 16
+(bench/results/reader_validation_beam32.json: 1.40% against 1.42%, interval -0.035 to -0.008 points, lower in
+100%; the training mix 2.45% against 2.54%, block capitals 5.87% against 5.84%). The widening and a beam of 32
+are stage 11; against stage 10 (bench/results/reader_validation.json): 1.40% against 1.50%, interval -0.20 to
+-0.005 points, lower in 95%; the training mix 2.45% against 2.66%, block capitals 5.87% against 5.90%.
 """
 
 import argparse

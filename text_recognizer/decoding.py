@@ -183,7 +183,7 @@ def ctc_beam_search(log_probs: np.ndarray, # (steps, classes) log-probabilities 
     return max(beams, key=lambda beam: _log_add(beam[1], beam[2]) + lm_score[beam[0]])[0]
 
 # %% ../nbs/42b_decoding.ipynb
-DECODING_DEFAULTS = {"alpha": 0.3, "beta": 1.5, "beam_width": 16, "prune": 0.01}
+DECODING_DEFAULTS = {"alpha": 0.3, "beta": 1.5, "beam_width": 32, "prune": 0.01}
 
 
 class BeamDecoder:
