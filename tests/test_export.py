@@ -66,6 +66,19 @@ def line_artifact(line_checkpoint, tmp_path_factory) -> Path:
     return export_checkpoint(line_checkpoint, tmp_path_factory.mktemp("artifacts") / "line", parity_images=6)
 
 
+def test_the_same_weights_exported_twice_share_their_version(line_checkpoint, line_artifact, tmp_path):
+    "The default version names the weights, not model.pt's bytes, which TorchScript does not write the same way twice."
+    again = read_artifact_config(export_checkpoint(line_checkpoint, tmp_path / "again", parity_images=2))
+    first = read_artifact_config(line_artifact)
+    assert again["weights_sha256"] == first["weights_sha256"] and again["version"] == first["version"]
+    other = torch.load(line_checkpoint, map_location="cpu", weights_only=True)
+    name = next(k for k, v in other["state_dict"].items() if v.is_floating_point())
+    other["state_dict"][name] = other["state_dict"][name] + 1e-3
+    torch.save(other, tmp_path / "other.ckpt")
+    changed = read_artifact_config(export_checkpoint(tmp_path / "other.ckpt", tmp_path / "changed", parity_images=2))
+    assert changed["weights_sha256"] != first["weights_sha256"] and changed["version"] != first["version"]
+
+
 def test_checkpoint_is_read_safely_and_rebuilt(line_checkpoint, tmp_path):
     model, spec = model_from_checkpoint(line_checkpoint)
     assert spec["model_class"] == "LineCNNLSTM" and spec["lit_class"] == "ctc" and not model.training
@@ -94,7 +107,7 @@ def test_artifact_is_complete_and_self_describing(line_artifact):
     assert config["parity"]["backends"] == ["eager", "torchscript", "onnx"]
     for name, info in config["files"].items():
         assert sha256_of(line_artifact / name) == info["sha256"]
-    assert config["version"].endswith(config["files"]["model.pt"]["sha256"][:8])
+    assert config["version"].endswith(config["weights_sha256"][:8])
     assert not [p for p in line_artifact.parent.iterdir() if p.name.startswith(".")]  # no leftovers
     assert line_artifact.stat().st_mode & 0o777 == 0o755  # not mkdtemp's private 0700: containers must read it
 

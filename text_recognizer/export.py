@@ -5,7 +5,7 @@
 # %% auto 0
 __all__ = ['OUTPUT_NAMES', 'ONNX_OPSET', 'KIND_OF_LIT_CLASS', 'PARAGRAPH_ONNX_MAX_LENGTH', 'LineRecognizer', 'to_torchscript',
            'silence_legacy_onnx_deprecation', 'to_onnx', 'ParityError', 'check_parity', 'model_description',
-           'artifact_config', 'parity_images', 'parity_batches', 'sha256_of', 'export_recognizer',
+           'artifact_config', 'parity_images', 'parity_batches', 'weights_sha256', 'export_recognizer',
            'ParagraphRecognizer', 'read_checkpoint', 'model_from_checkpoint', 'export_checkpoint', 'main',
            'export_untrained_example']
 
@@ -27,7 +27,7 @@ from torch import nn
 
 from .decoding import LM_FILE
 from .models.registry import model_class
-from .utils import replace_folder
+from .utils import replace_folder, sha256_of
 from .metadata import BLANK_INDEX, SPECIAL_TOKENS, VOCABULARY
 from text_recognizer.predictor import (
     OnnxBackend,
@@ -239,12 +239,13 @@ def parity_batches(kind: str, config: dict, count: int = 8, seed: int = 0) -> li
     return [np.stack(arrays)] + [array[None] for array in arrays[:2]]
 
 # %% ../nbs/40_export.ipynb
-def sha256_of(path) -> str:
-    "The hex sha256 of the file at `path`."
+def weights_sha256(model: nn.Module) -> str:
+    "The hex sha256 of `model`'s state dict: each tensor's name, dtype, shape and bytes, in the dict's order."
     digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.numpy().tobytes() if tensor.dtype != torch.bfloat16 else tensor.float().numpy().tobytes())
     return digest.hexdigest()
 
 # %% ../nbs/40_export.ipynb
@@ -287,8 +288,10 @@ def export_recognizer(recognizer: nn.Module, # LineRecognizer or ParagraphRecogn
         files = {name: {"sha256": sha256_of(building / name), "bytes": (building / name).stat().st_size}
                  for name in ("model.pt", "model.onnx", "line_finder.pt", "line_finder.onnx", LM_FILE)
                  if (building / name).is_file()}
-        version = config.get("version") or f"{datetime.date.today():%Y.%m.%d}-{files['model.pt']['sha256'][:8]}"
-        config = {**config, "version": version, "files": files, "torchscript": how, "parity": report}
+        weights = weights_sha256(recognizer)
+        version = config.get("version") or f"{datetime.date.today():%Y.%m.%d}-{weights[:8]}"
+        config = {**config, "version": version, "weights_sha256": weights, "files": files, "torchscript": how,
+                  "parity": report}
         (building / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         for name, content in (extra_files or {}).items():
             (building / name).write_text(content(config) if callable(content) else content)

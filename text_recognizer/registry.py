@@ -200,6 +200,8 @@ def model_card(config: dict) -> str:
               "not a calibrated probability that the text is right.", "",
               "## Files", ""]
     lines += [f"- `{name}`: {info['bytes'] / 1e6:.1f} MB, sha256 `{info['sha256'][:16]}...`" for name, info in files.items()]
+    if config.get("weights_sha256"):  # the same for every export of these weights, unlike model.pt's bytes
+        lines += [f"- the weights (the state dict, `export.weights_sha256`): sha256 `{config['weights_sha256'][:16]}...`"]
     lines += ["- `config.json`: vocabulary, preprocessing, line finder, decoding, provenance and metrics", "",
               "## Reproduce", "", "```bash"]
     members = training.get("average_of") or []  # a model soup (training.soup): how each member was trained
