@@ -356,6 +356,11 @@ def test_missing_or_incomplete_artifact_says_how_to_stage(tmp_path, artifact):
         ParagraphTextRecognizer(only_torchscript, backend="onnx")
     with pytest.raises(ValueError, match="unknown backend"):
         ParagraphTextRecognizer(artifact, backend="tensorflow")
+    config = json.loads((only_torchscript / "config.json").read_text())  # a hand-edited setting, refused at load
+    config["preprocessing"]["widen"] = {"pixels_per_character": "nine", "most": 1.6}
+    (only_torchscript / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ArtifactError, match="preprocessing.widen.*re-stage"):
+        ParagraphTextRecognizer(only_torchscript)
 
 
 def test_a_swapped_or_altered_model_file_is_refused_with_its_name(tmp_path, artifact):

@@ -7,8 +7,8 @@ __all__ = ['DEFAULT_ARTIFACT_DIR', 'ARTIFACT_ENV_VAR', 'MODEL_FILES', 'KINDS', '
            'MIN_WIDENING', 'DECODINGS', 'line_to_array', 'page_to_array', 'ArtifactError', 'read_artifact_config',
            'verify_model_file', 'OnnxBackend', 'silence_torchscript_deprecation', 'TorchScriptBackend',
            'choose_backend', 'load_finder', 'default_line_finder', 'segment_lines', 'line_crops', 'prepare_image',
-           'decode_outputs', 'summarize_lines', 'ink_width', 'widen_line', 'widening_factors', 'read_in_batches',
-           'load_decoder', 'ParagraphTextRecognizer', 'main']
+           'decode_outputs', 'summarize_lines', 'ink_width', 'widen_line', 'widening_factors', 'check_widening',
+           'read_in_batches', 'load_decoder', 'ParagraphTextRecognizer', 'main']
 
 # %% ../nbs/42_predictor.ipynb
 import argparse
@@ -334,6 +334,20 @@ def widening_factors(rows: list[dict], # greedy readings of `arrays` (see `decod
     return factors
 
 # %% ../nbs/42_predictor.ipynb
+def check_widening(widen, # `config["preprocessing"]["widen"]` of an artifact (None: no widening)
+                   where: str = "config.json", # the file it came from, for the message
+                  ) -> dict | None:
+    "`widen` if it is None or a setting like `WIDENING` (positive numbers, `most` at least 1), else a clear `ArtifactError`."
+    fine = (isinstance(widen, dict) and set(widen) == set(WIDENING)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in widen.values())
+            and widen["most"] >= 1)
+    if widen is not None and not fine:
+        raise ArtifactError(f"{where} has preprocessing.widen = {widen!r}, expected None or positive numbers like "
+                            f"{WIDENING} (most >= 1): re-export or re-stage the model, or remove the entry to read "
+                            f"every line once")
+    return widen
+
+# %% ../nbs/42_predictor.ipynb
 def read_in_batches(model, # a backend: a float32 batch in, (indices, probabilities, entropy[, log_probs]) out
                     arrays: list[np.ndarray], # the model's inputs, one per line or page
                     batch_size: int, # inputs per model call
@@ -416,7 +430,8 @@ class ParagraphTextRecognizer:
         self.decoding = "beam+lm" if self.decoder is not None else "greedy"
         self.batch_size = batch_size
         preprocessing = self.config["preprocessing"]
-        self.widening = preprocessing.get("widen") if self.kind == "line_ctc" else None  # None: every line read once
+        self.widening = check_widening(preprocessing.get("widen"), str(self.artifact_dir / "config.json")) \
+            if self.kind == "line_ctc" else None  # None: every line read once
         self.background = -preprocessing.get("mean", 0.0) / preprocessing.get("std", 1.0)  # the padding, normalized
 
     def __repr__(self):
