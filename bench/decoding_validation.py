@@ -90,7 +90,6 @@ def validation_lines(count: int, seed: int) -> dict:
             "unseen hands": [prose[i] for i in chosen[count:]]}
 
 
-
 def log_probs(recognizer, image) -> list:
     """The per-step log-probabilities of every line crop of `image`, as the predictor hands them to its decoder:
     after the artifact's widening of crowded lines (`predictor.read_in_batches`), so settings are chosen on what
@@ -107,6 +106,7 @@ def log_probs(recognizer, image) -> list:
     read_in_batches(recognizer.model, arrays, recognizer.batch_size, recognizer.vocabulary, recognizer.special_tokens,
                     capture, recognizer.widening, recognizer.background)
     return captured
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -184,15 +184,19 @@ def new_text_hands(lines: int, other_forms: bool = False) -> dict:
     return groups
 
 
-def line_edits(recognizer, pairs: list) -> np.ndarray:
-    "(character edits, characters of the truth) of each (image, text) pair, normalized as bench/quality.py does."
+def reading_edits(readings: list[str], pairs: list) -> np.ndarray:
+    "(character edits, characters of the truth) of each reading of an (image, text) pair, normalized as bench/quality.py does."
     from quality import clean
 
     from text_recognizer.evaluation import edit_distance
 
-    readings = recognizer.predict_batch([image for image, _ in pairs])
     truths = [clean(text, "line") for _, text in pairs]
     return np.array([(edit_distance(clean(r, "line"), t), len(t)) for r, t in zip(readings, truths)], dtype=np.int64)
+
+
+def line_edits(recognizer, pairs: list) -> np.ndarray:
+    "`reading_edits` of `recognizer`'s readings of (image, text) pairs."
+    return reading_edits(recognizer.predict_batch([image for image, _ in pairs]), pairs)
 
 
 def corpus_cer(edits: np.ndarray) -> float:

@@ -57,20 +57,16 @@ def choose(rows: list[dict]) -> dict:
 
 
 def read(recognizer, pairs: list) -> tuple[float, list]:
-    "The corpus CER of `recognizer` on (image, text) pairs (as bench/reader_validation.py scores it), and each line's widening."
-    from quality import clean
+    "The corpus CER of `recognizer` on (image, text) pairs, scored as bench/reader_validation.py does, and each line's widening."
+    from reader_validation import corpus_cer, reading_edits
 
-    from text_recognizer.evaluation import edit_distance
-
-    prepared = [recognizer._prepare(image) for image, _ in pairs]
+    prepared = [recognizer._prepare(image) for image, _ in pairs]  # as predict_batch, keeping each line's row
     rows = recognizer._run([array for arrays, _, _ in prepared for array in arrays])
-    edits, characters, offset = 0, 0, 0
-    for (arrays, _, _), (_, text) in zip(prepared, pairs):
-        reading = " ".join(row["text"] for row in rows[offset: offset + len(arrays)] if row["text"].strip())
+    readings, offset = [], 0
+    for arrays, _, _ in prepared:
+        readings.append("\n".join(row["text"] for row in rows[offset: offset + len(arrays)]))
         offset += len(arrays)
-        truth = clean(text, "line")
-        edits, characters = edits + edit_distance(clean(reading, "line"), truth), characters + len(truth)
-    return edits / characters, [row["widened"] for row in rows]
+    return corpus_cer(reading_edits(readings, pairs)), [row["widened"] for row in rows]
 
 
 def _check():
