@@ -95,7 +95,7 @@ def flat_cer(pages: list, writers: list, finder) -> dict:
     size = {k: reader.config["preprocessing"][k] for k in ("height", "width", "mean", "std")}
 
     def read(crops):
-        return [row["text"] for row in reader._run([line_to_array(crop, **size) for crop in crops])] if crops else []
+        return [row["text"] for row in reader.read_arrays([line_to_array(crop, **size) for crop in crops])] if crops else []
 
     edits = {"finder": 0, "projection": 0}
     characters = 0

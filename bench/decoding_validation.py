@@ -92,19 +92,15 @@ def validation_lines(count: int, seed: int) -> dict:
 
 def log_probs(recognizer, image) -> list:
     """The per-step log-probabilities of every line crop of `image`, as the predictor hands them to its decoder:
-    after the artifact's widening of crowded lines (`predictor.read_in_batches`), so settings are chosen on what
-    the shipped predictor decodes."""
-    from text_recognizer.predictor import read_in_batches
-
+    after the artifact's widening of crowded lines (`ParagraphTextRecognizer.read_arrays`), so settings are chosen
+    on what the shipped predictor decodes."""
     captured = []
 
     def capture(batch):  # stands in for the beam decoder: keeps what it is given
         captured.extend(batch)
         return [""] * len(batch)
 
-    arrays, _, _ = recognizer._prepare(image)
-    read_in_batches(recognizer.model, arrays, recognizer.batch_size, recognizer.vocabulary, recognizer.special_tokens,
-                    capture, recognizer.widening, recognizer.background)
+    recognizer.read_arrays(recognizer.prepare(image)[0], decoder=capture)
     return captured
 
 

@@ -60,13 +60,9 @@ def read(recognizer, pairs: list) -> tuple[float, list]:
     "The corpus CER of `recognizer` on (image, text) pairs, scored as bench/reader_validation.py does, and each line's widening."
     from reader_validation import corpus_cer, reading_edits
 
-    prepared = [recognizer._prepare(image) for image, _ in pairs]  # as predict_batch, keeping each line's row
-    rows = recognizer._run([array for arrays, _, _ in prepared for array in arrays])
-    readings, offset = [], 0
-    for arrays, _, _ in prepared:
-        readings.append("\n".join(row["text"] for row in rows[offset: offset + len(arrays)]))
-        offset += len(arrays)
-    return corpus_cer(reading_edits(readings, pairs)), [row["widened"] for row in rows]
+    details = recognizer.predict_batch_with_details([image for image, _ in pairs])
+    return (corpus_cer(reading_edits([d["text"] for d in details], pairs)),
+            [line["widened"] for d in details for line in d["lines"]])
 
 
 def _check():

@@ -438,12 +438,16 @@ class ParagraphTextRecognizer:
         return (f"ParagraphTextRecognizer(kind={self.kind!r}, version={self.version!r}, backend={self.backend_name!r}, "
                 f"decoding={self.decoding!r})")
 
-    def _prepare(self, image):
+    def prepare(self, image) -> tuple[list[np.ndarray], list, dict]:
+        "The model inputs of `image` (one per line found, or the page), each one's box, and facts about the input."
         return prepare_image(image, self.kind, self.config["preprocessing"], self.finder)
 
-    def _run(self, arrays: list[np.ndarray]) -> list[dict]:
-        return read_in_batches(self.model, arrays, self.batch_size, self.vocabulary, self.special_tokens, self.decoder,
-                               self.widening, self.background)
+    def read_arrays(self, arrays: list[np.ndarray], # model inputs, from `prepare` or `line_to_array`
+                    decoder=None, # reads each batch's log-probabilities instead of the artifact's decoder
+                   ) -> list[dict]:
+        "The decoded row (text, confidence, entropy, widened) of each array, crowded lines widened as the artifact says."
+        return read_in_batches(self.model, arrays, self.batch_size, self.vocabulary, self.special_tokens,
+                               decoder or self.decoder, self.widening, self.background)
 
     def _details(self, rows: list[dict], boxes: list, facts: dict, started: float) -> dict:
         return {**summarize_lines(rows, boxes), "latency_ms": (time.perf_counter() - started) * 1000.0,
@@ -453,23 +457,27 @@ class ParagraphTextRecognizer:
     def predict_with_details(self, image) -> dict:
         "The text in `image` with confidence, entropy, latency_ms, model_version, backend and the lines found."
         started = time.perf_counter()
-        arrays, boxes, facts = self._prepare(image)
-        return self._details(self._run(arrays), boxes, facts, started)
+        arrays, boxes, facts = self.prepare(image)
+        return self._details(self.read_arrays(arrays), boxes, facts, started)
 
     def predict(self, image) -> str:
         "The text in `image` (a path, bytes, PIL image or numpy array), its lines joined with newlines."
         return self.predict_with_details(image)["text"]
 
+    def predict_batch_with_details(self, images: list) -> list[dict]:
+        "`predict_with_details` of each of `images`, the lines of all of them run through the model together."
+        started = time.perf_counter()
+        prepared = [self.prepare(image) for image in images]
+        rows = self.read_arrays([array for arrays, _, _ in prepared for array in arrays])
+        details, offset = [], 0
+        for arrays, boxes, facts in prepared:
+            details.append(self._details(rows[offset: offset + len(arrays)], boxes, facts, started))
+            offset += len(arrays)
+        return details
+
     def predict_batch(self, images: list) -> list[str]:
         "The text in each of `images`, with the lines of all of them run through the model together."
-        started = time.perf_counter()
-        prepared = [self._prepare(image) for image in images]
-        rows = self._run([array for arrays, _, _ in prepared for array in arrays])
-        texts, offset = [], 0
-        for arrays, boxes, facts in prepared:
-            texts.append(self._details(rows[offset: offset + len(arrays)], boxes, facts, started)["text"])
-            offset += len(arrays)
-        return texts
+        return [details["text"] for details in self.predict_batch_with_details(images)]
 
 # %% ../nbs/42_predictor.ipynb
 def main(argv: list[str] | None = None) -> int:
