@@ -3,14 +3,19 @@
 #   chromium                       the real browser the Gradio app is tested in (driven by Playwright)
 #   tesseract-ocr tesseract-ocr-eng the OCR engine the benchmarks compare the shipped model with
 #   hershey-fonts-data             single-stroke (pen path) fonts: data.synthetic.strokes writes with them
-#   fonts-breip fonts-dkg-handwriting fonts-rufscript fonts-sjfonts
+#   fonts-breip fonts-dkg-handwriting fonts-ecolier-court fonts-dustin fonts-havana fonts-kiloji
+#   fonts-rufscript fonts-sjfonts
 #                                  handwriting fonts: more hands for training and for the held-out test
 # Without root (and without sudo) it prints the command to run instead; under CI it must succeed.
+# `--fonts`: the fonts only (what the data needs): the Colab setup cell of every lab runs that.
 set -euo pipefail
 missing=()
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr tesseract-ocr-eng)
-for package in hershey-fonts-data fonts-breip fonts-dkg-handwriting fonts-rufscript fonts-sjfonts; do
+if [ "${1:-}" != "--fonts" ]; then
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr tesseract-ocr-eng)
+fi
+for package in hershey-fonts-data fonts-breip fonts-dkg-handwriting fonts-ecolier-court fonts-dustin fonts-havana \
+               fonts-kiloji fonts-rufscript fonts-sjfonts; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

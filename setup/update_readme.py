@@ -82,6 +82,7 @@ if "google.colab" in sys.modules:
             print(f"release {{REF}} is not tagged yet: cloning the default branch instead")
             subprocess.run(clone, check=True)
         subprocess.run(f"pip install -q -e '{{HOME}}[course]'", shell=True, check=True)
+        subprocess.run(["bash", os.path.join(HOME, "setup", "system-packages.sh"), "--fonts"], check=True)  # pen-stroke and handwriting fonts
     sys.path.insert(0, HOME); os.chdir(os.path.join(HOME, "labs"))  # noqa: E702'''
 
 

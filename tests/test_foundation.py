@@ -109,6 +109,8 @@ def test_colab_setup_cell_clones_the_release_or_says_it_falls_back(tmp_path, tag
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(origin)]
     (origin / "labs").mkdir(parents=True)
     (origin / "labs" / "marker.txt").write_text("main branch\n")
+    (origin / "setup").mkdir()  # the cell installs the Debian fonts with it (nothing to do where they are installed)
+    (origin / "setup" / "system-packages.sh").write_text((ROOT / "setup" / "system-packages.sh").read_text())
     subprocess.run(["git", "init", "-q", "-b", "main", str(origin)], check=True)
     subprocess.run(git + ["add", "."], check=True)
     subprocess.run(git + ["commit", "-q", "-m", "one"], check=True)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from text_recognizer.data.synthetic import HELD_OUT_FONTS, TRAIN_FONTS
+from text_recognizer.data.synthetic import HELD_OUT_FONTS, TRAIN_FONTS, FontError, load_fonts
 from text_recognizer.data.synthetic import strokes as strokes_module
 from text_recognizer.data.synthetic.scan import SCAN_EFFECTS, degrade_scan
 from text_recognizer.data.synthetic.strokes import (
@@ -27,6 +27,7 @@ from text_recognizer.data.synthetic.strokes import (
     StrokeStyle,
     _place,
     coverage,
+    debian_training_fonts,
     glyph,
     render_stroke_line,
     render_stroke_paragraph,
@@ -126,6 +127,16 @@ def test_held_out_families_are_never_trained_on():
     assert len(HELD_OUT_STROKE_FAMILIES + HELD_OUT_HANDWRITING_FONTS + tuple(HELD_OUT_FONTS)) >= 8
     assert set(HELD_OUT_FONTS).isdisjoint(TRAIN_FONTS)
     assert all(path.is_file() for path in DEBIAN_HANDWRITING_FONTS.values()), "run setup/system-packages.sh"
+
+
+def test_debian_training_fonts_are_real_hands_or_say_what_to_install(monkeypatch):
+    files = debian_training_fonts()
+    faces = load_fonts(files)  # each one draws every character of the vocabulary (else a FontError)
+    assert len(files) == len(TRAIN_HANDWRITING_FONTS) >= 6 and len({face.path for face in faces}) == len(files)
+    assert not {str(DEBIAN_HANDWRITING_FONTS[f]) for f in HELD_OUT_HANDWRITING_FONTS} & set(files)
+    monkeypatch.setitem(DEBIAN_HANDWRITING_FONTS, "Kiloji", DEBIAN_HANDWRITING_FONTS["Kiloji"].with_name("gone.ttf"))
+    with pytest.raises(FontError, match="Kiloji are not installed.*make system-packages"):
+        debian_training_fonts()
 
 
 @pytest.mark.parametrize("kind", ["line", "page", "rgb"])

@@ -18,7 +18,8 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from .base import BaseDataModule, ImageLabelDataset, encode_text
 from .synthetic import (HELD_OUT_FONTS, HELD_OUT_STROKE_FAMILIES, TRAIN_FONTS, SyntheticCharacterDataset,
-                                            SyntheticLineDataset, SyntheticParagraphDataset, load_fonts)
+                                            SyntheticLineDataset, SyntheticParagraphDataset, debian_training_fonts,
+                                            load_fonts)
 from .transforms import RandomAugment, line_transform
 from ..images import BadImageError, load_image
 from ..metadata import (CHAR_IMAGE_SIZE, LINE_IMAGE_HEIGHT, LINE_IMAGE_WIDTH, MAX_LINE_LENGTH,
@@ -87,6 +88,7 @@ class _SyntheticDataModule(BaseDataModule):
                  num_val: int | None = None,  # validation samples
                  num_test: int | None = None,  # test samples
                  fonts=None,  # training (and val) fonts, anything `load_fonts` takes; None: TRAIN_FONTS
+                 debian_fonts: bool = False,  # also Debian's handwriting fonts (`debian_training_fonts`)
                  heldout_fonts=None,  # the fonts of test_split='heldout'; None: HELD_OUT_FONTS
                  augment: bool = True,  # vary the handwriting when rendering (all splits, fixed per sample)
                  tensor_augment: bool = False,  # also a light RandomAugment on training tensors, new each epoch
@@ -111,6 +113,9 @@ class _SyntheticDataModule(BaseDataModule):
         self.num_train, self.num_val, self.num_test = (d if n is None else int(n) for n, d in
                                                        zip((num_train, num_val, num_test), defaults))
         self.fonts = TRAIN_FONTS if fonts is None else fonts
+        if debian_fonts:  # six more hands, from Debian packages (setup/system-packages.sh installs them)
+            named = (self.fonts,) if isinstance(self.fonts, (str, Path)) else tuple(self.fonts)
+            self.fonts = named + debian_training_fonts()
         self.heldout_fonts = HELD_OUT_FONTS if heldout_fonts is None else heldout_fonts
         self.augment, self.tensor_augment, self.test_split, self.cache = augment, tensor_augment, test_split, cache
         if test_split == "heldout":

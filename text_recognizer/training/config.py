@@ -69,11 +69,11 @@ RECIPES = {
     },
     "line_lstm": {
         "about": "the shipped line model (CNN + 2-layer bidirectional LSTM, 1.4M parameters) on 150,000 lines "
-                 "in 124 handwriting fonts and 5 pen-stroke families, half of them made to look scanned, one pass: "
+                 "in 130 handwriting fonts and 5 pen-stroke families, half of them made to look scanned, one pass: "
                  "over 80 minutes on 2 free CPU cores, a few on a GPU; `make train` runs it (measured figures: "
                  "the shipped model's card and bench/results/training.json)",
         "data_class": "SyntheticLines", "data_args": {"batch_size": 32, "num_train": 150_000, "num_val": 400,
-                                                      "num_test": 400, "num_workers": 1,
+                                                      "num_test": 400, "num_workers": 1, "debian_fonts": True,
                                                       "stroke_fraction": 0.35, "scan_fraction": 0.5, "glyph_warp": 0.1,
                                                       "capitals": 0.1, "width_jitter": 0.45, "letter_elastic": 2.0,
                                                       "allographs": 0.25, "core_jitter": 0.35},

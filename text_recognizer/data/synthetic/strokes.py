@@ -7,8 +7,8 @@ __all__ = ['HERSHEY_DIR', 'CURSIVE_STROKE_FAMILIES', 'PRINT_STROKE_FAMILIES', 'S
            'TRAIN_STROKE_FAMILIES', 'FALLBACK_STROKE_FAMILY', 'BASELINE_Y', 'SUPERSAMPLE', 'NOMINAL_HEIGHT',
            'DEBIAN_HANDWRITING_FONTS', 'HELD_OUT_HANDWRITING_FONTS', 'TRAIN_HANDWRITING_FONTS', 'LINE_WIDTH_UNITS',
            'StrokeFontError', 'StrokeGlyph', 'stroke_font', 'coverage', 'glyph', 'StrokeStyle', 'sample_stroke_style',
-           'render_stroke_line', 'render_stroke_paragraph', 'StrokeWidthLimit', 'sample_stroke_line',
-           'sample_stroke_paragraph']
+           'render_stroke_line', 'render_stroke_paragraph', 'debian_training_fonts', 'StrokeWidthLimit',
+           'sample_stroke_line', 'sample_stroke_paragraph']
 
 # %% ../../../nbs/12e_data.synthetic.strokes.ipynb
 import math
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .fonts import DRAWN_CHARACTERS
+from .fonts import DRAWN_CHARACTERS, FontError
 from .render import (PARAGRAPH_MARGIN, _check_line, _check_paragraph, _generator,
                                                    _line_gaps, _shrink, _shrink_factor, _stack_lines)
 from .text import sample_line_text, sample_words, wrap_words
@@ -317,16 +317,30 @@ def render_stroke_paragraph(lines,  # the lines of text, top to bottom (a str is
     return (_shrink(image, factor), boxes) if return_line_boxes else _shrink(image, factor)
 
 # %% ../../../nbs/12e_data.synthetic.strokes.ipynb
-_DEBIAN_FONT_DIR = Path("/usr/share/fonts/truetype")
+_DEBIAN_FONT_DIR = Path("/usr/share/fonts")
 DEBIAN_HANDWRITING_FONTS = {  # family: font file of a Debian package (setup/system-packages.sh)
-    "Breip": _DEBIAN_FONT_DIR / "breip/Breip.ttf",  # fonts-breip
-    "DKG Handwriting": _DEBIAN_FONT_DIR / "fifthhorseman/dkg.ttf",  # fonts-dkg-handwriting
-    "Rufscript": _DEBIAN_FONT_DIR / "rufscript/Rufscript010.ttf",  # fonts-rufscript
-    "Delphine": _DEBIAN_FONT_DIR / "sjfonts/Delphine.ttf",  # fonts-sjfonts
-    "Steve Hand": _DEBIAN_FONT_DIR / "sjfonts/SteveHand.ttf",  # fonts-sjfonts
+    "Breip": _DEBIAN_FONT_DIR / "truetype/breip/Breip.ttf",  # fonts-breip
+    "DKG Handwriting": _DEBIAN_FONT_DIR / "truetype/fifthhorseman/dkg.ttf",  # fonts-dkg-handwriting
+    "Ecolier Court": _DEBIAN_FONT_DIR / "truetype/ecolier-court/Ecolier-court.ttf",  # fonts-ecolier-court
+    "Domestic Manners": _DEBIAN_FONT_DIR / "truetype/dustin/Domestic_Manners.ttf",  # fonts-dustin
+    "Havana": _DEBIAN_FONT_DIR / "opentype/havana/Havana-Regular.otf",  # fonts-havana
+    "Kiloji": _DEBIAN_FONT_DIR / "truetype/kiloji/kiloji.ttf",  # fonts-kiloji
+    "Rufscript": _DEBIAN_FONT_DIR / "truetype/rufscript/Rufscript010.ttf",  # fonts-rufscript
+    "Delphine": _DEBIAN_FONT_DIR / "truetype/sjfonts/Delphine.ttf",  # fonts-sjfonts
+    "Steve Hand": _DEBIAN_FONT_DIR / "truetype/sjfonts/SteveHand.ttf",  # fonts-sjfonts
 }
 HELD_OUT_HANDWRITING_FONTS = ("Rufscript", "Delphine", "Steve Hand")  # never used in training
 TRAIN_HANDWRITING_FONTS = tuple(f for f in DEBIAN_HANDWRITING_FONTS if f not in HELD_OUT_HANDWRITING_FONTS)
+
+
+def debian_training_fonts() -> tuple[str, ...]:
+    "The font files of `TRAIN_HANDWRITING_FONTS`, for `load_fonts`; a missing one is a `FontError` that says what to install."
+    missing = [f for f in TRAIN_HANDWRITING_FONTS if not DEBIAN_HANDWRITING_FONTS[f].is_file()]
+    if missing:
+        raise FontError(f"Debian's handwriting fonts {', '.join(missing)} are not installed (no "
+                        f"{', '.join(str(DEBIAN_HANDWRITING_FONTS[f]) for f in missing)}): run `make system-packages` "
+                        "(setup/system-packages.sh, as root or with sudo), or train without them (debian_fonts=False)")
+    return tuple(str(DEBIAN_HANDWRITING_FONTS[f]) for f in TRAIN_HANDWRITING_FONTS)
 
 # %% ../../../nbs/12e_data.synthetic.strokes.ipynb
 LINE_WIDTH_UNITS = LINE_IMAGE_WIDTH * NOMINAL_HEIGHT / LINE_IMAGE_HEIGHT  # font units a full line holds, about
